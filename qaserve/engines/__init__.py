@@ -1,0 +1,45 @@
+"""Engine choice: `ENGINE=vllm|transformers`, or `auto` (vLLM, falling back to transformers)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qaserve.engines.base import Engine, EngineInfo, GenParams, GenResult
+
+if TYPE_CHECKING:
+    from qaserve.settings import Settings
+
+__all__ = ["Engine", "EngineInfo", "GenParams", "GenResult", "load_engine", "stop_token_ids"]
+log = logging.getLogger(__name__)
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of Qwen's end-of-turn tokens present in this tokenizer, plus its eos."""
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+    ids.append(tokenizer.eos_token_id)
+    unk = tokenizer.unk_token_id
+    return sorted({i for i in ids if isinstance(i, int) and i != unk})
+
+
+def load_engine(settings: Settings, model_dir: Path, tokenizer: Any) -> Engine:
+    """Start the engine `settings.engine` names; `auto` logs one line when it falls back."""
+    stops = stop_token_ids(tokenizer)
+    if settings.engine in ("auto", "vllm"):
+        try:
+            from qaserve.engines.vllm_engine import VllmEngine
+
+            return VllmEngine.load(settings, model_dir, stops)
+        except Exception as exc:
+            if settings.engine == "vllm":
+                raise
+            log.warning(
+                "vLLM unavailable (%s: %s); falling back to the transformers engine",
+                type(exc).__name__,
+                exc,
+            )
+    from qaserve.engines.hf_engine import HfEngine
+
+    return HfEngine.load(settings, model_dir, tokenizer, stops)

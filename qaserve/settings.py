@@ -1,0 +1,214 @@
+"""The only reader of this project's environment variables: one typed settings class.
+
+    python -m qaserve.settings            # print the effective settings (secrets masked)
+
+Every field is one environment variable (the upper-cased field name). README's table and
+`env_force.sh` are generated from this class by `python -m qaserve.settings_doc --write`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SYSTEM_PROMPT = (
+    "你是《Programming Massively Parallel Processors》课程的助教。"
+    "请用中文简洁准确地回答问题，保留关键的英文术语、函数名、代码标识符和数字。"
+)
+DEFAULT_CODE_PATTERN = r"代码|编写|写出|写一个|实现|伪代码|\bcode\b|implement|\bwrite\b"
+DEFAULT_LONG_PATTERN = (
+    r"详细|解释|说明|比较|区别|为什么|原理|步骤|过程|分析|优缺点|explain|compare|why"
+)
+
+
+class SettingsError(ValueError):
+    """Invalid environment: the message names each variable and what is wrong with it."""
+
+
+class Settings(BaseSettings):
+    """Server, engine and generation settings; each field reads the variable of its name."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", validate_default=True)
+
+    # --- server ---
+    host: str = Field("0.0.0.0", description="Interface `serve.py`/`run_model.sh` bind to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on (the grader uses 8000).")
+    batch_mode: bool = Field(
+        True, description='`GET /` answers `{"status":"batch"}` so the grader sends one batch.'
+    )
+    predict_deadline_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a `/predict` call may run; unfinished answers are cut, never lost.",
+    )
+    max_batch_items: int = Field(16384, ge=1, description="Most prompts accepted in one request.")
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest request body accepted (else 413)."
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token that allows `POST /system_prompt` from non-local clients."
+    )
+    warmup: bool = Field(True, description="Run a short warm-up batch before reporting ready.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the server's own loggers."
+    )
+
+    # --- model ---
+    model_dir: Path | None = Field(
+        None, description="Model directory to serve; if unset or missing, resolve `MODEL_ID`."
+    )
+    model_id: str = Field(
+        "Qwen/Qwen2.5-0.5B-Instruct",
+        description="ModelScope id fetched by `download_model.py` into `MODEL_CACHE_DIR`.",
+    )
+    model_cache_dir: Path = Field(
+        Path("model"), description="Where `download_model.py` puts models (`--cache_dir`)."
+    )
+    smoke_model_fallback: bool = Field(
+        False,
+        description="With no model found, build and serve a tiny random smoke-test model.",
+    )
+
+    # --- engine ---
+    engine: Literal["auto", "vllm", "transformers"] = Field(
+        "auto", description="Inference engine; `auto` uses vLLM and falls back to transformers."
+    )
+    dtype: str = Field("auto", description="Weights dtype (`auto`, `bfloat16`, `float16`, ...).")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may take."
+    )
+    max_model_len: int = Field(
+        4096, ge=64, description="Context length (prompt + answer); longer prompts are cut."
+    )
+    max_num_seqs: int = Field(512, ge=1, description="Sequences vLLM schedules at once.")
+    max_num_batched_tokens: int | None = Field(
+        None, ge=1, description="vLLM's token budget per scheduler step (unset: vLLM's default)."
+    )
+    enable_prefix_caching: bool = Field(
+        True, description="Reuse the KV cache of the shared system prompt."
+    )
+    vllm_quantization: str | None = Field(
+        None, description="vLLM `quantization` (e.g. `fp8`, `awq`); unset: from the model."
+    )
+    vllm_kv_cache_dtype: str = Field(
+        "auto", description="vLLM `kv_cache_dtype` (`auto`, `fp8`, ...)."
+    )
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs / torch.compile.")
+    async_scheduling: bool | None = Field(
+        None,
+        description="vLLM async scheduling on/off; unset: vLLM's own choice (on where it can).",
+    )
+    enable_speculative_decoding: bool = Field(False, description="Turn on speculative decoding.")
+    spec_method: str = Field(
+        "ngram", description="Speculative method (`ngram`, `draft_model`, `eagle`, ...)."
+    )
+    spec_num_tokens: int = Field(4, ge=1, description="Speculative tokens proposed per step.")
+    spec_draft_model: str | None = Field(
+        None, description="Draft model directory for `SPEC_METHOD=draft_model`/`eagle`."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split over.")
+    data_parallel_size: int = Field(1, ge=1, description="Model replicas (one per GPU group).")
+    seed: int = Field(0, description="Engine random seed.")
+    engine_extra_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON object of further vLLM engine arguments (unknown names are dropped).",
+    )
+
+    # --- generation ---
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt of every answer.")
+    chat_template: Literal["auto", "chatml"] = Field(
+        "auto", description="`auto`: the model's own chat template; `chatml`: plain Qwen ChatML."
+    )
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="Top-k sampling (0 = off).")
+    repetition_penalty: float = Field(1.0, gt=0, description="Repetition penalty (1 = off).")
+    frequency_penalty: float = Field(
+        0.0, ge=-2, le=2, description="Frequency penalty (0 = off; vLLM only)."
+    )
+    stop_strings: list[str] = Field(
+        default_factory=list, description="JSON list of extra stop strings."
+    )
+    max_new_tokens: int = Field(
+        512, ge=1, description="Most tokens any answer may have; per-type budgets are capped by it."
+    )
+    token_budgets: bool = Field(
+        True, description="Give short/long/code questions their own budgets (else all get the cap)."
+    )
+    short_max_new_tokens: int = Field(128, ge=1, description="Budget for short questions.")
+    long_max_new_tokens: int = Field(
+        256, ge=1, description="Budget for questions matching `LONG_PATTERN`."
+    )
+    code_max_new_tokens: int = Field(
+        384, ge=1, description="Budget for questions matching `CODE_PATTERN`."
+    )
+    code_pattern: str = Field(DEFAULT_CODE_PATTERN, description="Regex: question asks for code.")
+    long_pattern: str = Field(
+        DEFAULT_LONG_PATTERN, description="Regex: question wants a long answer."
+    )
+    trim_answers: bool = Field(
+        True, description="Trim whitespace and blank-line runs outside code blocks."
+    )
+
+    @field_validator("code_pattern", "long_pattern")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        re.compile(value)
+        return value
+
+    @field_validator("engine_extra_args", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        return value
+
+    def non_defaults(self) -> dict[str, Any]:
+        """Fields whose value differs from the default, secrets masked (for logs and /info)."""
+        defaults = Settings.model_construct()
+        return {
+            name: _shown(getattr(self, name))
+            for name in type(self).model_fields
+            if getattr(self, name) != getattr(defaults, name)
+        }
+
+    def shown(self) -> dict[str, Any]:
+        """Every field, secrets masked."""
+        return {name: _shown(getattr(self, name)) for name in type(self).model_fields}
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "***"
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus explicit overrides); raise SettingsError naming each variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            f"{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors() if err["loc"]
+        ]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()
+
+
+if __name__ == "__main__":
+    print(json.dumps(get_settings().shown(), ensure_ascii=False, indent=2))
