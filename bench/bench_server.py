@@ -1,0 +1,150 @@
+"""Time our server end to end as the grader does: start serve.py, wait for `GET /`,
+POST one batch per size, speed = answer characters / POST wall time.
+
+    python bench/bench_server.py --questions .bench/questions.json --sizes 358,292,2048 \
+        --repeat 3 --model-dir /tmp/q05 --env 'ENGINE_EXTRA_ARGS={"load_format":"dummy"}'
+
+Prints a table and appends one JSON line per size to bench/results.jsonl (or --results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import append, environment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "uvicorn", "serve:app", "--host", "127.0.0.1", "--port", str(port)]
+    out = log.open("wb")
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out, start_new_session=True
+    )
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before ready")
+        try:
+            if httpx.get(url + "/", timeout=2).status_code == 200:
+                return time.monotonic() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"not ready after {timeout} s")
+
+
+def counter(metrics_text: str, name: str) -> float:
+    match = re.search(rf"^{name} ([0-9.e+]+)$", metrics_text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def time_batch(url: str, questions: list[str]) -> dict[str, Any]:
+    before = httpx.get(url + "/metrics").text
+    start = time.perf_counter()
+    reply = httpx.post(url + "/predict", json={"prompt": questions}, timeout=900)
+    seconds = time.perf_counter() - start
+    reply.raise_for_status()
+    answers = reply.json()["response"]
+    assert len(answers) == len(questions), "answer count differs"
+    after = httpx.get(url + "/metrics").text
+    tokens = counter(after, "qa_answer_tokens_total") - counter(before, "qa_answer_tokens_total")
+    chars = sum(len(a) for a in answers)
+    return {
+        "seconds": seconds,
+        "chars": chars,
+        "tokens": tokens,
+        "chars_per_s": chars / seconds,
+        "tokens_per_s": tokens / seconds,
+        "empty": sum(1 for a in answers if not a),
+    }
+
+
+def batch_of(questions: list[str], size: int) -> list[str]:
+    return [questions[i % len(questions)] for i in range(size)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="grader-style timing of serve.py")
+    parser.add_argument("--questions", type=Path, required=True, help="JSON list of questions")
+    parser.add_argument("--sizes", default="358,292")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    parser.add_argument("--label", default="server")
+    parser.add_argument("--commit", default=None)
+    parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument("--log", type=Path, default=Path("server.log"))
+    parser.add_argument("--ready-timeout", type=float, default=600)
+    args = parser.parse_args()
+    questions = json.loads(args.questions.read_text(encoding="utf-8"))
+    env = {"MODEL_DIR": args.model_dir, **dict(kv.split("=", 1) for kv in args.env)}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server(env, port, args.log)
+    try:
+        ready_s = wait_ready(url, proc, args.ready_timeout)
+        info = httpx.get(url + "/info").json()
+        print(f"ready after {ready_s:.1f} s; engine {info['engine']}")
+        print(f"{'label':<14}{'size':>6}{'run':>4}{'s':>8}{'chars/s':>10}{'tok/s':>10}{'empty':>6}")
+        for size in [int(s) for s in args.sizes.split(",")]:
+            runs = []
+            for run in range(args.repeat):
+                r = time_batch(url, batch_of(questions, size))
+                runs.append(r)
+                print(
+                    f"{args.label:<14}{size:>6}{run:>4}{r['seconds']:>8.2f}"
+                    f"{r['chars_per_s']:>10.0f}{r['tokens_per_s']:>10.0f}{r['empty']:>6}"
+                )
+            append(
+                {
+                    **environment(args.commit),
+                    "bench": "server",
+                    "label": args.label,
+                    "command": " ".join(sys.argv),
+                    "env": env,
+                    "engine": info["engine"],
+                    "engine_args": info["engine_args"],
+                    "ready_s": round(ready_s, 1),
+                    "size": size,
+                    "runs": runs,
+                    "median_chars_per_s": statistics.median(r["chars_per_s"] for r in runs),
+                    "median_tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+                    "median_seconds": statistics.median(r["seconds"] for r in runs),
+                },
+                args.results,
+            )
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

