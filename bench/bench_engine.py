@@ -20,16 +20,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_server import batch_of  # noqa: E402
-from record import append, environment  # noqa: E402
+from bench_server import batch_of
+from record import append, environment
 
-from qaserve.engines import stop_token_ids  # noqa: E402
-from qaserve.engines.vllm_engine import engine_kwargs, sampling_params  # noqa: E402
-from qaserve.metrics import Metrics  # noqa: E402
-from qaserve.model_path import resolve_model_dir  # noqa: E402
-from qaserve.prompts import PromptBuilder  # noqa: E402
-from qaserve.service import QAService  # noqa: E402
-from qaserve.settings import load_settings  # noqa: E402
+from qaserve.engines import stop_token_ids
+from qaserve.engines.vllm_engine import engine_kwargs, sampling_params
+from qaserve.metrics import Metrics
+from qaserve.model_path import resolve_model_dir
+from qaserve.prompts import PromptBuilder
+from qaserve.service import QAService
+from qaserve.settings import load_settings
 
 
 def time_generate(llm: Any, service: QAService, stops: list[int], questions: list[str]) -> dict:
