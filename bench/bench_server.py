@@ -139,11 +139,20 @@ def main() -> None:
                 args.results,
             )
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End the server and its engine processes (its own process group)."""
+    for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 10)):
         try:
-            proc.wait(60)
+            os.killpg(proc.pid, sig)
+            proc.wait(wait)
+            return
+        except ProcessLookupError:
+            return
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            continue
 
 
 if __name__ == "__main__":

