@@ -56,7 +56,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": result.text},
-                "finish_reason": "length" if result.finish in ("length", "deadline") else "stop",
+                "finish_reason": finish_reason(result.finish),
             }
         ],
         "usage": {
@@ -67,7 +67,14 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     }
 
 
-async def _sse(pieces: AsyncIterator[str], cid: str, created: int, name: str) -> AsyncIterator[str]:
+def finish_reason(finish: str | None) -> str:
+    """OpenAI's finish reasons: a cut answer is "length", everything else "stop"."""
+    return "length" if finish in ("length", "deadline") else "stop"
+
+
+async def _sse(
+    pieces: AsyncIterator[tuple[str, str | None]], cid: str, created: int, name: str
+) -> AsyncIterator[str]:
     def chunk(delta: dict[str, str], finish: str | None) -> str:
         body = {
             "id": cid,
@@ -79,12 +86,15 @@ async def _sse(pieces: AsyncIterator[str], cid: str, created: int, name: str) ->
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""}, None)
+    finish: str | None = None
     try:
-        async for piece in pieces:
-            yield chunk({"content": piece}, None)
+        async for piece, reason in pieces:
+            finish = reason or finish
+            if piece:
+                yield chunk({"content": piece}, None)
     except Exception as exc:  # headers are sent: report in-band, as OpenAI servers do
         log.warning("stream failed: %s", type(exc).__name__)
         yield f"data: {json.dumps(error_body(500, f'generation failed: {type(exc).__name__}'))}\n\n"
         return
-    yield chunk({}, "stop")
+    yield chunk({}, finish_reason(finish))
     yield "data: [DONE]\n\n"

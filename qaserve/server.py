@@ -129,7 +129,7 @@ def ready_service(state: AppState) -> QAService:
 
 
 def _routes(app: FastAPI, state: AppState) -> None:
-    @app.get("/")
+    @app.api_route("/", methods=["GET", "HEAD"])
     async def health() -> JSONResponse:
         if not state.ready or state.dead:
             return error_response(503, "dead" if state.dead else "loading")

@@ -182,11 +182,17 @@ class QAService:
 
     async def chat_stream(
         self, messages: list[dict[str, str]], overrides: dict[str, Any]
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[tuple[str, str | None]]:
+        """(text, finish) increments, raw (no cleanup: pieces cannot be trimmed in flight);
+        past PREDICT_DEADLINE_S the stream ends with finish "deadline"."""
         params = self.chat_params(overrides)
         ids = await asyncio.to_thread(self.chat_prompt_ids, messages, params)
-        async for piece in self.engine.stream(ids, params):
-            yield piece
+        deadline = time.monotonic() + self.settings.predict_deadline_s
+        async for piece, finish in self.engine.stream(ids, params):
+            yield piece, finish
+            if finish is None and time.monotonic() > deadline:
+                yield "", "deadline"
+                return
 
     async def warm_up(self) -> None:
         """A short batch of each question kind: the first graded batch pays no first-run costs."""

@@ -54,8 +54,8 @@ class Engine(Protocol):
         Returns one result per prompt in order; never raises for one bad item."""
         ...
 
-    def stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[str]:
-        """Yield text increments of one answer."""
+    def stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[tuple[str, str | None]]:
+        """Yield (text increment, None) pairs of one answer; the last has its finish reason."""
         ...
 
     async def check_health(self) -> bool:

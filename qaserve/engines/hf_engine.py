@@ -165,11 +165,12 @@ class HfEngine:
             finish = "deadline" if timed_out and len(tokens) < p.max_new_tokens else "length"
         return GenResult(text=text, token_count=len(tokens), finish=finish)
 
-    async def stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[str]:
+    async def stream(
+        self, prompt: list[int], params: GenParams
+    ) -> AsyncIterator[tuple[str, str | None]]:
         # the fallback does not stream token by token: it yields the finished answer once
         (result,) = await self.generate([prompt], [params], None)
-        if result.text:
-            yield result.text
+        yield result.text, result.finish
 
     async def check_health(self) -> bool:
         return True

@@ -195,7 +195,9 @@ class VllmEngine:
             self._dead = True
         log.warning("an item failed in the engine: %s", type(exc).__name__)
 
-    async def stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[str]:
+    async def stream(
+        self, prompt: list[int], params: GenParams
+    ) -> AsyncIterator[tuple[str, str | None]]:
         request_id = f"chat-{next(_request_ids)}"
         finished = False
         try:
@@ -205,8 +207,9 @@ class VllmEngine:
                 request_id,
             ):
                 finished = out.finished
-                if out.outputs[0].text:
-                    yield out.outputs[0].text
+                completion = out.outputs[0]
+                if completion.text or finished:
+                    yield completion.text, completion.finish_reason if finished else None
         finally:
             if not finished:  # client went away: free the slot
                 await self._engine.abort(request_id)

@@ -1,0 +1,361 @@
+"""Starting and stopping the real server as users do, and the network guard (see conftest.py).
+
+`python -m uvicorn serve:app` runs as a subprocess in its own process group (vLLM spawns
+EngineCore and worker children), with its output in a log file.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from qaserve.settings import Settings
+from tests.conftest import engine_env
+
+REPO = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 240.0
+STOP_GRACE_S = 30.0
+ADMIN_TOKEN = "e2e-admin-token"
+MAIN_MAX_BODY_BYTES = 1024 * 1024  # small, so the 413 tests send ~1 MiB instead of 32 MiB
+MAIN_MAX_BATCH_ITEMS = 1000
+# Variables that would change the server under test if the developer's shell exported them.
+_SCRUBBED = {name.upper() for name in Settings.model_fields} | {"FORWARDED_ALLOW_IPS"}
+
+SITECUSTOMIZE = r'''
+"""e2e network guard (tests/e2e/harness.py): refuse and record non-loopback connections."""
+import errno as _errno
+import ipaddress as _ipaddress
+import os as _os
+import socket as _socket
+
+_LOG = _os.environ.get("QA_E2E_NET_LOG")
+_SEEN = _os.environ.get("QA_E2E_SITE_SEEN")
+_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+def _append(path, line):
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line.replace("\n", "\\n") + "\n")
+    except OSError:
+        pass
+
+
+def _cmdline():
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")[:160]
+    except OSError:
+        return "?"
+
+
+def _host_is_local(host):
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return False
+    host = host.split("%", 1)[0].strip("[]")
+    if host.lower() in _LOCAL_NAMES:
+        return True
+    try:
+        ip = _ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name other than localhost: resolving it may already leave the machine
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if mapped is not None:
+        ip = mapped
+    return ip.is_loopback or ip.is_unspecified  # connect() to 0.0.0.0 reaches this host
+
+
+def _check(family, address, what):
+    if family not in (_socket.AF_INET, _socket.AF_INET6):
+        return  # AF_UNIX, netlink, ...: not the network
+    host = address[0] if isinstance(address, tuple) and address else address
+    if _host_is_local(host):
+        return
+    _append(_LOG, "%d %s %r (%s)" % (_os.getpid(), what, address, _cmdline()))
+    raise OSError(_errno.ENETUNREACH, "e2e network guard: %s %r refused" % (what, address))
+
+
+_connect = _socket.socket.connect
+_connect_ex = _socket.socket.connect_ex
+_sendto = _socket.socket.sendto
+_create_connection = _socket.create_connection
+
+
+def connect(self, address):
+    _check(self.family, address, "connect")
+    return _connect(self, address)
+
+
+def connect_ex(self, address):
+    _check(self.family, address, "connect_ex")
+    return _connect_ex(self, address)
+
+
+def sendto(self, data, *args):
+    _check(self.family, args[-1], "sendto")
+    return _sendto(self, data, *args)
+
+
+def create_connection(address, *args, **kwargs):
+    _check(_socket.AF_INET, address, "create_connection")
+    return _create_connection(address, *args, **kwargs)
+
+
+_socket.socket.connect = connect
+_socket.socket.connect_ex = connect_ex
+_socket.socket.sendto = sendto
+_socket.create_connection = create_connection
+_append(_SEEN, "%d %s" % (_os.getpid(), _cmdline()))
+'''
+
+
+@dataclass
+class Server:
+    """One running `uvicorn serve:app` process group."""
+
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str]
+    # What `GET /` answered before the first 200: "refused" or an HTTP status, in order.
+    pre_ready: list[str] = field(default_factory=list)
+    first_probe_s: float = 0.0  # seconds from spawn to the first probe
+    startup_s: float = 0.0  # seconds from spawn to the first 200
+    stop_report: dict[str, Any] | None = None
+
+    @property
+    def pgid(self) -> int:
+        return self.proc.pid  # start_new_session=True: the leader's pid is the group id
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        return "\n".join(line[:400] for line in text.splitlines()[-lines:])
+
+    def client(self, timeout: float = 180.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+    def group_pids(self) -> list[int]:
+        return group_members(self.pgid)
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM the group; SIGKILL what is left after STOP_GRACE_S. Idempotent."""
+        if self.stop_report is not None:
+            return self.stop_report
+        start = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGTERM)
+        deadline = start + STOP_GRACE_S
+        while time.monotonic() < deadline and (self.proc.poll() is None or self.group_pids()):
+            time.sleep(0.2)
+        left_after_term = self.group_pids() if self.proc.poll() is not None else [self.proc.pid]
+        if left_after_term:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pgid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+            end = time.monotonic() + 10
+            while time.monotonic() < end and self.group_pids():
+                time.sleep(0.2)
+        self.stop_report = {
+            "returncode": self.proc.poll(),
+            "seconds": round(time.monotonic() - start, 1),
+            "left_after_sigterm": [describe_pid(p) for p in left_after_term],
+            "left_after_sigkill": [describe_pid(p) for p in self.group_pids()],
+        }
+        return self.stop_report
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def describe_pid(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        cmd = "?"
+    return f"{pid} {cmd}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(model_dir: Path, **extra: str) -> dict[str, str]:
+    """os.environ without our settings variables, plus the tiny model's engine env and extra."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _SCRUBBED}
+    env.update(engine_env(model_dir))
+    env.update({"ENGINE": "vllm", "ENFORCE_EAGER": "1"})  # eager: engine init 0.5 s, not ~55 s
+    env.update(extra)
+    return env
+
+
+def start_server(name: str, workdir: Path, env: dict[str, str]) -> Server:
+    """Spawn the server as users do and wait until `GET /` answers 200."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = workdir / f"{name}.log"
+    cmd = [sys.executable, "-m", "uvicorn", "serve:app", "--host", "127.0.0.1"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = Server(name, f"http://127.0.0.1:{port}", proc, log_path, env)
+    atexit.register(server.stop)  # even if pytest dies before fixture teardown (stop is idempotent)
+    spawned = time.monotonic()
+    try:
+        _wait_ready(server, spawned)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: Server, spawned: float) -> None:
+    with httpx.Client(base_url=server.url, timeout=5.0) as client:
+        while True:
+            now = time.monotonic()
+            if not server.first_probe_s:
+                server.first_probe_s = now - spawned
+            try:
+                response = client.get("/")
+            except httpx.ConnectError:
+                server.pre_ready.append("refused")
+            except httpx.TimeoutException:
+                server.pre_ready.append("timeout")
+            else:
+                if response.status_code == 200:
+                    server.startup_s = time.monotonic() - spawned
+                    return
+                server.pre_ready.append(str(response.status_code))
+            if server.proc.poll() is not None:
+                pytest.fail(
+                    f"server {server.name} exited with {server.proc.returncode} before ready:\n"
+                    + server.log_tail(),
+                    pytrace=False,
+                )
+            if now - spawned > READY_TIMEOUT_S:
+                pytest.fail(
+                    f"server {server.name} not ready after {READY_TIMEOUT_S:.0f} s:\n"
+                    + server.log_tail(),
+                    pytrace=False,
+                )
+            time.sleep(0.25)
+
+
+def finish(server: Server) -> None:
+    report = server.stop()
+    print(f"\nstopped server {server.name}: {report}")
+    if report["left_after_sigkill"]:
+        pytest.fail(f"orphan processes of {server.name}: {report}", pytrace=False)
+
+
+# --- the network guard ---------------------------------------------------------------------
+
+
+@dataclass
+class NetGuard:
+    site_dir: Path
+    net_log: Path  # one line per refused non-loopback attempt
+    seen_log: Path  # one line per process that loaded the guard
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        path = [str(self.site_dir), base.get("PYTHONPATH", "")]
+        return {
+            **base,
+            "PYTHONPATH": os.pathsep.join(p for p in path if p),
+            "QA_E2E_NET_LOG": str(self.net_log),
+            "QA_E2E_SITE_SEEN": str(self.seen_log),
+        }
+
+    def attempts(self) -> list[str]:
+        if not self.net_log.exists():
+            return []
+        return [line for line in self.net_log.read_text().splitlines() if line.strip()]
+
+    def guarded_pids(self) -> set[int]:
+        if not self.seen_log.exists():
+            return set()
+        return {int(line.split()[0]) for line in self.seen_log.read_text().splitlines() if line}
+
+
+def make_net_guard(directory: Path) -> NetGuard:
+    site_dir = directory / "site"
+    site_dir.mkdir(parents=True, exist_ok=True)
+    (site_dir / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    return NetGuard(site_dir, directory / "net_attempts.log", directory / "guard_loaded.log")
+
+
+def decode_proc_addr(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    ip_hex, port_hex = text.split(":")
+    raw = bytes.fromhex(ip_hex)
+    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # host-order words
+    return ipaddress.ip_address(raw), int(port_hex, 16)
+
+
+def open_inet_sockets(pids: list[int]) -> list[tuple[str, str, str]]:
+    """(protocol, local, remote) of every TCP/UDP socket the given processes hold open,
+    C-level ones included (zmq, gloo): read from /proc, not from Python."""
+    inodes: set[str] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = []
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:
+                cols = line.split()
+                if len(cols) > 9 and cols[9] in inodes:
+                    found.append((proto, cols[1], cols[2]))
+    return found
+
+
+def is_loopback_or_unset(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(ip, "ipv4_mapped", None)
+    ip = mapped if mapped is not None else ip
+    return ip.is_loopback or ip.is_unspecified
