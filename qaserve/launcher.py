@@ -9,9 +9,7 @@ flags beat environment variables, which beat defaults.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from typing import Any
 
 from qaserve.settings import Settings, load_settings
 
@@ -42,12 +40,8 @@ def settings_parser(description: str) -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for name, value in vars(args).items():
-        if name in Settings.model_fields:
-            is_json = value[:1] in ("[", "{")
-            overrides[name] = json.loads(value) if is_json else value
-    return load_settings(**overrides)
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
+    return load_settings(**overrides)  # strings: Settings parses them as it parses env values
 
 
 def serve_main(argv: list[str] | None = None) -> None:

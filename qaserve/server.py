@@ -79,8 +79,8 @@ def create_app(
     app.state.qa = state
     install_error_handlers(app)
     _routes(app, state)
-    app.add_middleware(RequestMetrics, metrics=state.metrics)
     app.add_middleware(BodyLimit, limit=state.settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=state.metrics)  # outermost: counts 413s too
     from qaserve.openai_api import router
 
     app.include_router(router)

@@ -112,7 +112,11 @@ class QAService:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("budgets: %s", [p.max_new_tokens for p in params])
         deadline = start + self.settings.predict_deadline_s
-        results = await self.engine.generate([p.token_ids for p in prompts], params, deadline)
+        try:
+            results = await self.engine.generate([p.token_ids for p in prompts], params, deadline)
+        except Exception as exc:  # the batch still answers: every item "" and counted failed
+            log.exception("the engine failed the whole batch")
+            results = [GenResult(finish="error", error=type(exc).__name__) for _ in prompts]
         for i, prompt, result in zip(live, prompts, results, strict=True):
             outcome.answers[i] = clean_answer(result.text, self.settings.trim_answers)
             outcome.truncated += prompt.truncated
@@ -177,6 +181,8 @@ class QAService:
         ids = await asyncio.to_thread(self.chat_prompt_ids, messages, params)
         deadline = time.monotonic() + self.settings.predict_deadline_s
         (result,) = await self.engine.generate([ids], [params], deadline)
+        if result.finish == "error":
+            raise RuntimeError(f"generation failed: {result.error}")
         result.text = clean_answer(result.text, self.settings.trim_answers)
         return result, len(ids)
 

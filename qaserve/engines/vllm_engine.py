@@ -227,3 +227,6 @@ class VllmEngine:
         shutdown = getattr(self._engine, "shutdown", None)
         if shutdown is not None:
             shutdown()
+        # drop it now: vLLM's __del__ would otherwise shut down again at interpreter exit
+        self._engine = None
+        self._dead = True

@@ -76,13 +76,6 @@ def test_failing_item_becomes_empty_and_is_counted(client: TestClient) -> None:
     assert metric(client, "qa_empty_answers_total") == empty + 2
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="BUG service.py QAService._answer_live: an exception from engine.generate (e.g. "
-    "VllmEngine.generate's `await self._engine.abort(late)` on a dead engine) is not caught, "
-    "so the whole batch gets a 500 instead of one (empty) answer per question",
-)
 def test_engine_exception_still_answers_every_question(make_client: ClientFactory) -> None:
     client, fake = make_client(raise_server_exceptions=False)
     fake.crash = RuntimeError("engine fell over")
@@ -275,12 +268,6 @@ def test_body_over_limit_without_content_length_is_413(
     assert not fake.calls
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="BUG server.py create_app: BodyLimit is added after RequestMetrics, so it is the "
-    "outer middleware and a 413 decided from Content-Length never reaches qa_requests_total",
-)
 def test_rejected_bodies_are_counted_in_metrics(client: TestClient) -> None:
     label = 'qa_requests_total{endpoint="/predict",status="413"}'
     before = metric(client, label)

@@ -6,14 +6,11 @@ secret masking, vLLM engine arguments, and the `serve.py` command line (CLI > en
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-import pydantic_settings
 import pytest
 
 from qaserve.engines.vllm_engine import engine_kwargs, speculative_config
@@ -118,12 +115,6 @@ def test_every_bad_variable_is_named_at_once(monkeypatch: pytest.MonkeyPatch) ->
     assert "PORT" in str(caught.value) and "ENGINE" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    raises=re.error,
-    strict=True,
-    reason="BUG settings.py _valid_regex: re.error is not a ValueError, so pydantic lets it "
-    "escape; load_settings raises re.error, not SettingsError naming CODE_PATTERN/LONG_PATTERN",
-)
 @pytest.mark.parametrize("variable", ["CODE_PATTERN", "LONG_PATTERN"])
 def test_invalid_regex_names_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     monkeypatch.setenv(variable, "(")
@@ -131,13 +122,6 @@ def test_invalid_regex_names_the_variable(monkeypatch: pytest.MonkeyPatch, varia
         load_settings()
 
 
-@pytest.mark.xfail(
-    raises=pydantic_settings.SettingsError,
-    strict=True,
-    reason="BUG settings.py load_settings: pydantic-settings decodes JSON-typed variables "
-    "itself and raises pydantic_settings.SettingsError (field named lower-case), which "
-    "load_settings does not catch",
-)
 @pytest.mark.parametrize(
     ("variable", "value"), [("ENGINE_EXTRA_ARGS", "{bad"), ("STOP_STRINGS", "x")]
 )
@@ -267,12 +251,6 @@ def test_cli_invalid_value_names_the_variable() -> None:
         settings_from_args(settings_parser("test").parse_args(["--port", "abc"]))
 
 
-@pytest.mark.xfail(
-    raises=json.JSONDecodeError,
-    strict=True,
-    reason="BUG launcher.py settings_from_args: any value starting with '[' or '{' is "
-    "json.loads()-ed, so a regex or prompt like '[Cc]ode' raises JSONDecodeError",
-)
 def test_cli_string_that_looks_like_json() -> None:
     args = settings_parser("test").parse_args(["--code-pattern", "[Cc]ode|实现"])
     assert settings_from_args(args).code_pattern == "[Cc]ode|实现"
