@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_server import batch_of
-from record import append, environment
+from record import append, environment, rates, summary
 
 from qaserve.engines import stop_token_ids
 from qaserve.engines.vllm_engine import engine_kwargs, sampling_params
@@ -42,13 +41,7 @@ def time_generate(llm: Any, service: QAService, stops: list[int], questions: lis
     seconds = time.perf_counter() - start
     chars = sum(len(o.outputs[0].text) for o in outputs)
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    return {
-        "seconds": seconds,
-        "chars": chars,
-        "tokens": tokens,
-        "chars_per_s": chars / seconds,
-        "tokens_per_s": tokens / seconds,
-    }
+    return rates(seconds, chars, tokens)
 
 
 def main() -> None:
@@ -94,10 +87,7 @@ def main() -> None:
                 "engine_args": {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
                 "init_s": round(init_s, 1),
                 "size": size,
-                "runs": runs,
-                "median_chars_per_s": statistics.median(r["chars_per_s"] for r in runs),
-                "median_tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
-                "median_seconds": statistics.median(r["seconds"] for r in runs),
+                **summary(runs),
             },
             args.results,
         )

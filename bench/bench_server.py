@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import append, environment
+from record import append, environment, rates, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,14 +73,7 @@ def time_batch(url: str, questions: list[str]) -> dict[str, Any]:
     after = httpx.get(url + "/metrics").text
     tokens = counter(after, "qa_answer_tokens_total") - counter(before, "qa_answer_tokens_total")
     chars = sum(len(a) for a in answers)
-    return {
-        "seconds": seconds,
-        "chars": chars,
-        "tokens": tokens,
-        "chars_per_s": chars / seconds,
-        "tokens_per_s": tokens / seconds,
-        "empty": sum(1 for a in answers if not a),
-    }
+    return {**rates(seconds, chars, tokens), "empty": sum(1 for a in answers if not a)}
 
 
 def batch_of(questions: list[str], size: int) -> list[str]:
@@ -131,10 +123,7 @@ def main() -> None:
                     "engine_args": info["engine_args"],
                     "ready_s": round(ready_s, 1),
                     "size": size,
-                    "runs": runs,
-                    "median_chars_per_s": statistics.median(r["chars_per_s"] for r in runs),
-                    "median_tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
-                    "median_seconds": statistics.median(r["seconds"] for r in runs),
+                    **summary(runs),
                 },
                 args.results,
             )

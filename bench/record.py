@@ -44,6 +44,29 @@ def environment(commit: str | None) -> dict[str, Any]:
     }
 
 
+def rates(seconds: float, chars: int, tokens: float) -> dict[str, float]:
+    """One timed batch: the grader's chars/s and the engine's tokens/s."""
+    return {
+        "seconds": seconds,
+        "chars": chars,
+        "tokens": tokens,
+        "chars_per_s": chars / seconds,
+        "tokens_per_s": tokens / seconds,
+    }
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every repetition plus the medians of the figures compared across variants."""
+    from statistics import median
+
+    return {
+        "runs": runs,
+        "median_chars_per_s": median(r["chars_per_s"] for r in runs),
+        "median_tokens_per_s": median(r["tokens_per_s"] for r in runs),
+        "median_seconds": median(r["seconds"] for r in runs),
+    }
+
+
 def append(record: dict[str, Any], path: Path | None = None) -> None:
     with (path or RESULTS).open("a", encoding="utf-8") as out:
         out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -10,15 +10,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 PromptItem = str | int | float | None
 
 
-class SamplingOverrides(BaseModel):
-    """Per-request generation overrides; unset fields keep the server's settings."""
+class SamplingFields(BaseModel):
+    """Sampling overrides both APIs take; unset fields keep the server's settings."""
 
-    max_new_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0, le=5)
     top_p: float | None = Field(None, gt=0, le=1)
     top_k: int | None = Field(None, ge=0)
     repetition_penalty: float | None = Field(None, gt=0, le=5)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
+
+
+class SamplingOverrides(SamplingFields):
+    """Per-request generation overrides of `/predict`."""
+
+    max_new_tokens: int | None = Field(None, ge=1, le=32768)
 
     def overrides(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in SamplingOverrides.model_fields}
@@ -69,18 +74,13 @@ class ChatMessage(BaseModel):
     content: str
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(SamplingFields):
     model_config = ConfigDict(extra="ignore")
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
-    temperature: float | None = Field(None, ge=0, le=5)
-    top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)
-    repetition_penalty: float | None = Field(None, gt=0, le=5)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1, le=1)

@@ -11,7 +11,10 @@ if command -v nvidia-smi >/dev/null 2>&1 && [ "$want" = requirements-cpu.txt ]; 
 fi
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-stamp=.venv/.installed-$(cat requirements*.txt | sha1sum | cut -c1-12)-$(basename "$want" .txt)
+hash=$(cat requirements*.txt | sha1sum | cut -c1-12)
+stamp=.venv/.installed-$hash-$(basename "$want" .txt)
+# the dev set includes the CPU runtime
+[ "$want" = requirements-cpu.txt ] && [ -f ".venv/.installed-$hash-requirements-dev" ] && stamp=".venv/.installed-$hash-requirements-dev"
 if [ ! -f "$stamp" ]; then
   echo "installing $want into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q -U pip

@@ -53,6 +53,7 @@ def test_warm_up_runs_before_ready(make_client: ClientFactory) -> None:
     assert set(fake.calls[0].questions) == set(WARMUP_QUESTIONS)
     assert {p.max_new_tokens for p in fake.calls[0].params} == {8}
     assert client.get("/").status_code == 200
+    assert "qa_items_total 0.0" in client.get("/metrics").text  # warm-up is not traffic
 
 
 def test_lifespan_closes_the_engine(tiny_model_dir: Path) -> None:
