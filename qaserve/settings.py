@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split over.")
     data_parallel_size: int = Field(1, ge=1, description="Model replicas (one per GPU group).")
+    engine_replicas: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="vLLM engines sharing the GPU(s), each with 1/N of the memory share: "
+        "spreads CPU-side scheduling of a small model over processes.",
+    )
     seed: int = Field(0, description="Engine random seed.")
     engine_extra_args: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict,

@@ -116,13 +116,14 @@ def _prepare_platform() -> None:
 
 
 class VllmEngine:
-    """One `AsyncLLM`/`AsyncLLMEngine`; the whole batch is submitted concurrently."""
+    """`ENGINE_REPLICAS` async vLLM engines; a batch is dealt over them and submitted at once."""
 
-    def __init__(self, engine: Any, info: EngineInfo, stop_token_ids: list[int]) -> None:
-        self._engine = engine
+    def __init__(self, engines: list[Any], info: EngineInfo, stop_token_ids: list[int]) -> None:
+        self._engines = engines
         self.info = info
         self._stop_token_ids = stop_token_ids
         self._dead = False
+        self._turn = itertools.count()
 
     @classmethod
     def load(cls, settings: Settings, model_dir: Path, stop_token_ids: list[int]) -> VllmEngine:
@@ -138,18 +139,26 @@ class VllmEngine:
 
         known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
         kwargs = engine_kwargs(settings, model_dir, known)
-        engine = engine_cls.from_engine_args(AsyncEngineArgs(**kwargs))
+        replicas = settings.engine_replicas
+        # replicas share the GPU: each engine process schedules its own share of the batch
+        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization / replicas
+        engines = [engine_cls.from_engine_args(AsyncEngineArgs(**kwargs)) for _ in range(replicas)]
         info = EngineInfo(
             name="vllm",
             version=vllm.__version__,
             model=str(model_dir),
-            details={k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
+            details={
+                **{k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
+                "replicas": replicas,
+            },
         )
-        return cls(engine, info, stop_token_ids)
+        return cls(engines, info, stop_token_ids)
 
-    async def _run_one(self, request_id: str, ids: list[int], params: GenParams) -> GenResult:
+    async def _run_one(
+        self, engine: Any, request_id: str, ids: list[int], params: GenParams
+    ) -> GenResult:
         result = GenResult()
-        async for out in self._engine.generate(
+        async for out in engine.generate(
             {"prompt_token_ids": ids},
             sampling_params(params, self._stop_token_ids, final_only=True),
             request_id,
@@ -160,19 +169,35 @@ class VllmEngine:
             result.finish = completion.finish_reason or result.finish
         return result
 
+    def _deal(self, params: list[GenParams]) -> list[Any]:
+        """Each item's engine: longest budgets first, round robin, so replicas finish together."""
+        order = sorted(range(len(params)), key=lambda i: -params[i].max_new_tokens)
+        start = next(self._turn)
+        owner = [self._engines[0]] * len(params)
+        for rank, i in enumerate(order):
+            owner[i] = self._engines[(start + rank) % len(self._engines)]
+        return owner
+
     async def generate(
         self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
     ) -> list[GenResult]:
         ids = [f"qa-{next(_request_ids)}" for _ in prompts]
+        owners = self._deal(params)
         tasks = [
-            asyncio.ensure_future(self._run_one(rid, p, sp))
-            for rid, p, sp in zip(ids, prompts, params, strict=True)
+            asyncio.ensure_future(self._run_one(engine, rid, p, sp))
+            for engine, rid, p, sp in zip(owners, ids, prompts, params, strict=True)
         ]
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         if pending:
-            late = [rid for rid, t in zip(ids, tasks, strict=True) if t in pending]
-            await self._engine.abort(late)
+            for engine in self._engines:
+                late = [
+                    rid
+                    for rid, t, owner in zip(ids, tasks, owners, strict=True)
+                    if t in pending and owner is engine
+                ]
+                if late:
+                    await engine.abort(late)
             _, still = await asyncio.wait(pending, timeout=ABORT_GRACE_S)
             for task in still:
                 task.cancel()
@@ -191,7 +216,7 @@ class VllmEngine:
         return result
 
     def _note_failure(self, exc: BaseException) -> None:
-        if getattr(self._engine, "errored", False):
+        if any(getattr(engine, "errored", False) for engine in self._engines):
             self._dead = True
         log.warning("an item failed in the engine: %s", type(exc).__name__)
 
@@ -199,9 +224,10 @@ class VllmEngine:
         self, prompt: list[int], params: GenParams
     ) -> AsyncIterator[tuple[str, str | None]]:
         request_id = f"chat-{next(_request_ids)}"
+        engine = self._engines[next(self._turn) % len(self._engines)]
         finished = False
         try:
-            async for out in self._engine.generate(
+            async for out in engine.generate(
                 {"prompt_token_ids": prompt},
                 sampling_params(params, self._stop_token_ids, final_only=False),
                 request_id,
@@ -212,21 +238,23 @@ class VllmEngine:
                     yield completion.text, completion.finish_reason if finished else None
         finally:
             if not finished:  # client went away: free the slot
-                await self._engine.abort(request_id)
+                await engine.abort(request_id)
 
     async def check_health(self) -> bool:
-        if self._dead or getattr(self._engine, "errored", False):
+        if self._dead or any(getattr(e, "errored", False) for e in self._engines):
             return False
         try:
-            await self._engine.check_health()
+            for engine in self._engines:
+                await engine.check_health()
         except Exception:
             self._dead = True
         return not self._dead
 
     async def close(self) -> None:
-        shutdown = getattr(self._engine, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
-        # drop it now: vLLM's __del__ would otherwise shut down again at interpreter exit
-        self._engine = None
+        for engine in self._engines:
+            shutdown = getattr(engine, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        # drop them now: vLLM's __del__ would otherwise shut down again at interpreter exit
+        self._engines = []
         self._dead = True

