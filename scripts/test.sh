@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 . .venv/bin/activate
 bash scripts/lint.sh
+bash scripts/py310_check.sh
 python -m pytest -q --timeout 900 "$@"

@@ -1,0 +1,30 @@
+# The grader's image for NVIDIA GPUs: official vLLM image + our server + the model, offline at run.
+#   DOCKER_BUILDKIT=1 docker build -t qa --build-arg MODEL_ID=you/your-model \
+#       --secret id=modelscope_token,env=MODELSCOPE_API_TOKEN .
+#   docker run --gpus all -p 8000:8000 qa
+ARG BASE_IMAGE=vllm/vllm-openai:v0.25.0
+FROM ${BASE_IMAGE}
+
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+
+COPY requirements.txt ./
+COPY scripts/ scripts/
+RUN bash scripts/image_install.sh
+
+# the model is fetched at build time (network on); the token is a build secret, never a layer
+ARG MODEL_ID=Qwen/Qwen2.5-0.5B-Instruct
+ARG MODEL_REVISION=master
+COPY download_model.py ./
+COPY qaserve/ qaserve/
+RUN --mount=type=secret,id=modelscope_token,required=false \
+    bash scripts/image_download.sh "$MODEL_ID" "$MODEL_REVISION"
+
+COPY . .
+# the server resolves the download of MODEL_ID under ./model; nothing at run time needs the network
+ENV MODEL_ID=${MODEL_ID} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
+    CMD python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)"
+ENTRYPOINT []
+CMD ["bash", "run_model.sh"]

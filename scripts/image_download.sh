@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Docker build step: fetch MODEL_ID at REVISION into ./model with download_model.py. The
+# ModelScope token comes from the build secret `modelscope_token`, if one was given, and lives
+# only in this step's environment.
+#   bash scripts/image_download.sh MODEL_ID REVISION
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secret=/run/secrets/modelscope_token
+if [ -s "$secret" ]; then
+  MODELSCOPE_API_TOKEN="$(cat "$secret")"
+  export MODELSCOPE_API_TOKEN
+fi
+python3 download_model.py --model_name "$1" --revision "$2" --cache_dir model
