@@ -15,6 +15,9 @@ unset MODEL_DIR
 export MODEL_ID='Qwen/Qwen2.5-0.5B-Instruct'
 export MODEL_CACHE_DIR='model'
 export SMOKE_MODEL_FALLBACK='0'
+unset MODELSCOPE_API_TOKEN
+unset MODELSCOPE_TOKEN
+unset REPO_ID
 export ENGINE='auto'
 export DTYPE='auto'
 export GPU_MEMORY_UTILIZATION='0.9'

@@ -23,9 +23,12 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def settings_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with one optional flag per Settings field (unset flags are left out)."""
+    """A parser with one optional flag per Settings field (unset flags are left out); secrets
+    have no flag: a command line is visible to every user of the machine."""
     parser = argparse.ArgumentParser(description=description)
     for name, info in Settings.model_fields.items():
+        if "SecretStr" in str(info.annotation):
+            continue
         flags = [f"--{name.replace('_', '-')}"]
         if "_" in name:
             flags.append(f"--{name}")

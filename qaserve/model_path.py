@@ -33,12 +33,23 @@ def _id_variants(model_id: str) -> set[str]:
     return {model_id, model_id.replace(".", "___")}
 
 
+def _snapshots(root: Path) -> list[Path]:
+    """Snapshot folders under `root`: the default branch first, then the newest."""
+    others = sorted(root.glob("*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [root / "master", root / "main", *others]
+
+
 def downloaded_dir(cache_dir: Path, model_id: str) -> Path | None:
     """The directory a ModelScope or Hugging Face download of `model_id` left in `cache_dir`."""
     for variant in _id_variants(model_id):
         for candidate in (cache_dir / variant, cache_dir / "models" / variant):
             if is_model_dir(candidate):
                 return candidate
+        # modelscope >= 1.38 (modelscope-hub): models/{owner}--{name}/snapshots/{revision}
+        ms_snapshots = cache_dir / "models" / variant.replace("/", "--") / "snapshots"
+        for snapshot in _snapshots(ms_snapshots):
+            if is_model_dir(snapshot):
+                return snapshot
         hf_snapshots = cache_dir / ("models--" + variant.replace("/", "--")) / "snapshots"
         for snapshot in sorted(hf_snapshots.glob("*"), reverse=True):
             if is_model_dir(snapshot):

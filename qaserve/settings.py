@@ -2,7 +2,8 @@
 
     python -m qaserve.settings            # print the effective settings (secrets masked)
 
-Every field is one environment variable (the upper-cased field name). README's table and
+Every field is one environment variable (the upper-cased field name, or the names its
+`validation_alias` lists). README's table and
 `env_force.sh` are generated from this class by `python -m qaserve.settings_doc --write`.
 """
 
@@ -14,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -74,6 +75,16 @@ class Settings(BaseSettings):
     smoke_model_fallback: bool = Field(
         False,
         description="With no model found, build and serve a tiny random smoke-test model.",
+    )
+
+    # --- model tools (download_model.py, upload_model.py) ---
+    modelscope_api_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("MODELSCOPE_API_TOKEN", "MODELSCOPE_TOKEN"),
+        description="ModelScope access token for private downloads and uploads (never printed).",
+    )
+    repo_id: str | None = Field(
+        None, description="ModelScope repo (`owner/name`) `upload_model.py` uploads to."
     )
 
     # --- engine ---

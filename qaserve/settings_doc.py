@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, SecretStr
 
 from qaserve.settings import Settings
 
@@ -35,6 +35,15 @@ def env_value(value: Any) -> str | None:
     return str(value)
 
 
+def env_names(name: str) -> list[str]:
+    """The variables a field reads: its upper-cased name, or each name its alias lists."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        names = [str(choice).upper() for choice in alias.choices if isinstance(choice, str)]
+        return list(dict.fromkeys(names))
+    return [str(alias or name).upper()]
+
+
 def _defaults() -> dict[str, Any]:
     defaults = Settings.model_construct()
     return {name: getattr(defaults, name) for name in Settings.model_fields}
@@ -46,7 +55,12 @@ def env_table() -> str:
         shown = env_value(value)
         default = "*(unset)*" if shown is None else f"`{shown}`".replace("|", "\\|")
         description = (Settings.model_fields[name].description or "").replace("|", "\\|")
-        rows.append(f"| `{name.upper()}` | {default} | {description} |")
+        first, *aliases = env_names(name)
+        rows.append(f"| `{first}` | {default} | {description} |")
+        rows += [
+            f"| `{alias}` | {default} | Same as `{first}` (read when that is unset). |"
+            for alias in aliases
+        ]
     return "\n".join(rows)
 
 
@@ -58,8 +72,8 @@ def env_force_script() -> str:
     lines = [ENV_FORCE_HEADER]
     for name, value in _defaults().items():
         shown = env_value(value)
-        var = name.upper()
-        lines.append(f"unset {var}" if shown is None else f"export {var}={_quote(shown)}")
+        for var in env_names(name):
+            lines.append(f"unset {var}" if shown is None else f"export {var}={_quote(shown)}")
     return "\n".join(lines) + "\n"
 
 

@@ -254,3 +254,10 @@ def test_cli_invalid_value_names_the_variable() -> None:
 def test_cli_string_that_looks_like_json() -> None:
     args = settings_parser("test").parse_args(["--code-pattern", "[Cc]ode|实现"])
     assert settings_from_args(args).code_pattern == "[Cc]ode|实现"
+
+
+def test_secrets_have_no_command_line_flag() -> None:
+    help_text = settings_parser("test").format_help()
+    assert "--admin-token" not in help_text
+    assert "--modelscope-api-token" not in help_text
+    assert "--max-model-len" in help_text
