@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from qaserve import evaluation
 from qaserve.evaluation import build_parser, evaluate, load_sets, main, tokenizer_dir
 from qaserve.questions import QA
 from qaserve.settings import Settings
-from tests.unit.test_client import FakeServer, free_port, serve_fake
+from tests.unit.fake_grader import FakeServer, free_port
 
 FIELDS = {
     "index", "set", "question", "ref", "pred_raw", "rougeL_f1_raw", "rougeL_f1_cjk", "chars",
@@ -33,19 +32,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.lower() in Settings.model_fields:
             monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeServer]:
-    with serve_fake() as state:
-        yield state
-
-
-@pytest.fixture
-def fake(fake_server: FakeServer) -> FakeServer:
-    fake_server.status, fake_server.not_ready = "batch", 0
-    fake_server.posts.clear()
-    return fake_server
 
 
 def qa_file(tmp_path: Path, questions: list[str]) -> Path:
