@@ -73,7 +73,22 @@ def time_batch(url: str, questions: list[str]) -> dict[str, Any]:
     after = httpx.get(url + "/metrics").text
     tokens = counter(after, "qa_answer_tokens_total") - counter(before, "qa_answer_tokens_total")
     chars = sum(len(a) for a in answers)
-    return {**rates(seconds, chars, tokens), "empty": sum(1 for a in answers if not a)}
+    empty = sum(1 for a in answers if not a)
+    return {**rates(seconds, chars, tokens), "empty": empty, "answers": answers}
+
+
+def gpu_memory_mib() -> int | None:
+    """GPU memory in use now (all processes), from nvidia-smi; None without a GPU."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
+        return sum(int(x) for x in out.split())
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
 
 
 def batch_of(questions: list[str], size: int) -> list[str]:
@@ -92,6 +107,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None)
     parser.add_argument("--log", type=Path, default=Path("server.log"))
     parser.add_argument("--ready-timeout", type=float, default=600)
+    parser.add_argument("--save-answers", type=Path, default=None, help="dir: first run's answers")
     args = parser.parse_args()
     questions = json.loads(args.questions.read_text(encoding="utf-8"))
     env = {"MODEL_DIR": args.model_dir, **dict(kv.split("=", 1) for kv in args.env)}
@@ -107,6 +123,11 @@ def main() -> None:
             runs = []
             for run in range(args.repeat):
                 r = time_batch(url, batch_of(questions, size))
+                answers = r.pop("answers")
+                if run == 0 and args.save_answers:
+                    args.save_answers.mkdir(parents=True, exist_ok=True)
+                    name = f"answers-{args.label}-{size}.json"
+                    (args.save_answers / name).write_text(json.dumps(answers, ensure_ascii=False))
                 runs.append(r)
                 print(
                     f"{args.label:<14}{size:>6}{run:>4}{r['seconds']:>8.2f}"
@@ -122,6 +143,7 @@ def main() -> None:
                     "engine": info["engine"],
                     "engine_args": info["engine_args"],
                     "ready_s": round(ready_s, 1),
+                    "gpu_memory_used_mib": gpu_memory_mib(),
                     "size": size,
                     **summary(runs),
                 },

