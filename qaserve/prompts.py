@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 ELLIPSIS = "…"
+ZERO_WIDTH_SPACE = "\u200b"
 _REPLACEMENT = "\ufffd"  # what decoding half of a multi-byte character gives
 _MAX_CUT_ATTEMPTS = 16
 
@@ -37,9 +38,19 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.mode = mode
         self.use_template = mode == "auto" and bool(getattr(tokenizer, "chat_template", None))
+        self._control = _control_tokens(tokenizer)
+
+    def defuse(self, text: str) -> str:
+        """`text` with the tokenizer's control tokens (`<|im_end|>`, …) broken by a zero-width
+        space, so text from a client can never close its turn or open a system turn."""
+        for token in self._control:
+            if token in text:
+                text = text.replace(token, token[0] + ZERO_WIDTH_SPACE + token[1:])
+        return text
 
     def render(self, messages: Messages) -> str:
         """The prompt text, ending with the assistant's generation prompt."""
+        messages = [{**m, "content": self.defuse(m["content"])} for m in messages]
         if self.use_template:
             text = self.tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
@@ -173,3 +184,11 @@ def _last_user_index(messages: Messages) -> int:
         if messages[i]["role"] == "user":
             return i
     return len(messages) - 1
+
+
+def _control_tokens(tokenizer: Any) -> list[str]:
+    """The special tokens this tokenizer parses out of text (Qwen: <|im_start|>, <|im_end|>, …)."""
+    found = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    found.update(t.content for t in decoder.values() if getattr(t, "special", False))
+    return sorted((t for t in found if len(t) > 1), key=len, reverse=True)

