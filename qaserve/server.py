@@ -129,12 +129,14 @@ def ready_service(state: AppState) -> QAService:
 
 
 def _routes(app: FastAPI, state: AppState) -> None:
-    @app.api_route("/", methods=["GET", "HEAD"])
+    @app.get("/")
     async def health() -> JSONResponse:
         if not state.ready or state.dead:
             return error_response(503, "dead" if state.dead else "loading")
         status = "batch" if state.settings.batch_mode else "ok"
         return JSONResponse({"status": status})
+
+    app.head("/", include_in_schema=False)(health)  # one OpenAPI operation, HEAD answered too
 
     @app.post("/predict", response_model=PredictResponse)
     async def predict(body: PredictRequest) -> PredictResponse:
