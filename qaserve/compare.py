@@ -6,7 +6,6 @@ python -m qaserve.compare runs/before.jsonl runs/after.jsonl
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,18 +17,10 @@ TOLERANCE = 1e-9
 
 def load_records(path: Path) -> list[dict]:
     """Per-question records from a JSONL file (blank lines skipped, non-object rows ignored)."""
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
-            if isinstance(row, dict):
-                records.append(row)
-    return records
+    from qaserve.questions import jsonl_rows
+
+    rows = jsonl_rows(Path(path).read_text(encoding="utf-8"), str(path))
+    return [row for _, row in rows if isinstance(row, dict)]
 
 
 def _scores(record: dict[str, Any]) -> tuple[float, float]:

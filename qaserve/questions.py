@@ -132,17 +132,21 @@ def _from_obj(obj: Any, where: str) -> QA:
     raise ValueError(f"{where}: no question found (expected messages, question/answer, q/a)")
 
 
-def parse_jsonl(text: str, name: str = "<jsonl>") -> list[QA]:
+def jsonl_rows(text: str, name: str = "<jsonl>") -> list[tuple[str, Any]]:
+    """(`name:line`, parsed value) of every non-blank line; ValueError names a bad line."""
     rows = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            rows.append((f"{name}:{lineno}", json.loads(line)))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{name}:{lineno}: not JSON ({exc.msg})") from exc
-        rows.append(_from_obj(obj, f"{name}:{lineno}"))
     return rows
+
+
+def parse_jsonl(text: str, name: str = "<jsonl>") -> list[QA]:
+    return [_from_obj(obj, where) for where, obj in jsonl_rows(text, name)]
 
 
 def parse_json(text: str, name: str = "<json>") -> list[QA]:
