@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import qaserve.server
@@ -19,13 +20,18 @@ from tests.api.conftest import SHARED_SETTINGS, ClientFactory
 from tests.api.fake_engine import FakeEngine, assert_error
 
 
-def test_not_ready_before_the_lifespan_ran(tiny_model_dir: Path) -> None:
-    fake = FakeEngine()
-    app = create_app(
-        load_settings(model_dir=tiny_model_dir, warmup=False),
+def _app(fake: FakeEngine, model_dir: Path) -> FastAPI:
+    """The app on `fake`, without warm-up or exit on engine death."""
+    return create_app(
+        load_settings(model_dir=model_dir, warmup=False),
         engine_factory=lambda s, d, tok: fake.attach(tok),
         exit_on_engine_death=False,
     )
+
+
+def test_not_ready_before_the_lifespan_ran(tiny_model_dir: Path) -> None:
+    fake = FakeEngine()
+    app = _app(fake, tiny_model_dir)
     client = TestClient(app)  # not entered: the lifespan (engine load) has not run
     error = assert_error(client.get("/"), 503)
     assert (error["type"], error["message"]) == ("unavailable", "loading")
@@ -58,11 +64,7 @@ def test_warm_up_runs_before_ready(make_client: ClientFactory) -> None:
 
 def test_lifespan_closes_the_engine(tiny_model_dir: Path) -> None:
     fake = FakeEngine()
-    app = create_app(
-        load_settings(model_dir=tiny_model_dir, warmup=False),
-        engine_factory=lambda s, d, tok: fake.attach(tok),
-        exit_on_engine_death=False,
-    )
+    app = _app(fake, tiny_model_dir)
     with TestClient(app) as client:
         assert client.get("/").status_code == 200
         assert not fake.closed
