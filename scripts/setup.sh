@@ -25,4 +25,16 @@ if [ ! -f "$stamp" ]; then
   fi
   touch "$stamp"
 fi
+if [ "$want" = requirements-dev.txt ] && ! command -v chromium >/dev/null 2>&1; then
+  # the web console's browser tests drive Debian's chromium; the CJK fonts make screenshots legible
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium and fonts-noto-cjk (apt)"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
+  else
+    echo "warning: no apt-get; install chromium yourself or the browser tests skip" >&2
+  fi
+fi
 echo "environment ready: .venv ($want)"
