@@ -264,8 +264,7 @@ def sample_prompts(model_dir: Path, count: int) -> list[list[int]]:
     """Token ids of the first `count` sample questions, rendered as the server renders them."""
     from transformers import AutoTokenizer
 
-    from qaserve.prompts import PromptBuilder
-    from qaserve.settings import DEFAULT_SYSTEM_PROMPT
+    from qaserve.prompts import DEFAULT_SYSTEM_PROMPT, PromptBuilder
 
     builder = PromptBuilder(AutoTokenizer.from_pretrained(model_dir), "auto")
     questions = list(SAMPLE_QUESTIONS[:count])

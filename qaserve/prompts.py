@@ -14,6 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# the default of SYSTEM_PROMPT, and what the bundled demo model was trained with
+DEFAULT_SYSTEM_PROMPT = (
+    "你是《Programming Massively Parallel Processors》课程的助教。"
+    "请用中文简洁准确地回答问题，保留关键的英文术语、函数名、代码标识符和数字。"
+)
 ELLIPSIS = "…"
 ZERO_WIDTH_SPACE = "\u200b"
 _REPLACEMENT = "\ufffd"  # what decoding half of a multi-byte character gives

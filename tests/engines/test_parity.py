@@ -19,8 +19,8 @@ import pytest
 
 from qaserve.engines import GenParams, GenResult, stop_token_ids
 from qaserve.engines.hf_engine import HfEngine
-from qaserve.prompts import PromptBuilder
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT, Settings, load_settings
+from qaserve.prompts import DEFAULT_SYSTEM_PROMPT, PromptBuilder
+from qaserve.settings import Settings, load_settings
 
 pytestmark = pytest.mark.engine
 
