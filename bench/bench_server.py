@@ -13,8 +13,6 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,38 +21,11 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # qaserve, run as a script
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import append, environment, rates, summary
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "uvicorn", "serve:app", "--host", "127.0.0.1", "--port", str(port)]
-    out = log.open("wb")
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out, start_new_session=True
-    )
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before ready")
-        try:
-            if httpx.get(url + "/", timeout=2).status_code == 200:
-                return time.monotonic() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"not ready after {timeout} s")
+from qaserve.server_process import start_server
 
 
 def counter(metrics_text: str, name: str) -> float:
@@ -111,59 +82,50 @@ def main() -> None:
     args = parser.parse_args()
     questions = json.loads(args.questions.read_text(encoding="utf-8"))
     env = {"MODEL_DIR": args.model_dir, **dict(kv.split("=", 1) for kv in args.env)}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_server(env, port, args.log)
+    server = start_server({**os.environ, **env}, args.log)
     try:
-        ready_s = wait_ready(url, proc, args.ready_timeout)
-        info = httpx.get(url + "/info").json()
-        print(f"ready after {ready_s:.1f} s; engine {info['engine']}")
-        print(f"{'label':<14}{'size':>6}{'run':>4}{'s':>8}{'chars/s':>10}{'tok/s':>10}{'empty':>6}")
-        for size in [int(s) for s in args.sizes.split(",")]:
-            runs = []
-            for run in range(args.repeat):
-                r = time_batch(url, batch_of(questions, size))
-                answers = r.pop("answers")
-                if run == 0 and args.save_answers:
-                    args.save_answers.mkdir(parents=True, exist_ok=True)
-                    name = f"answers-{args.label}-{size}.json"
-                    (args.save_answers / name).write_text(json.dumps(answers, ensure_ascii=False))
-                runs.append(r)
-                print(
-                    f"{args.label:<14}{size:>6}{run:>4}{r['seconds']:>8.2f}"
-                    f"{r['chars_per_s']:>10.0f}{r['tokens_per_s']:>10.0f}{r['empty']:>6}"
-                )
-            append(
-                {
-                    **environment(args.commit),
-                    "bench": "server",
-                    "label": args.label,
-                    "command": " ".join(sys.argv),
-                    "env": env,
-                    "engine": info["engine"],
-                    "engine_args": info["engine_args"],
-                    "ready_s": round(ready_s, 1),
-                    "gpu_memory_used_mib": gpu_memory_mib(),
-                    "size": size,
-                    **summary(runs),
-                },
-                args.results,
-            )
+        run(args, questions, env, server.url, server.wait_ready(args.ready_timeout))
     finally:
-        stop(proc)
+        server.stop(grace_s=60)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """End the server and its engine processes (its own process group)."""
-    for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def run(
+    args: argparse.Namespace, questions: list[str], env: dict[str, str], url: str, ready_s: float
+) -> None:
+    """Time each batch size `args.repeat` times; print a row per run, append one line per size."""
+    info = httpx.get(url + "/info").json()
+    print(f"ready after {ready_s:.1f} s; engine {info['engine']}")
+    print(f"{'label':<14}{'size':>6}{'run':>4}{'s':>8}{'chars/s':>10}{'tok/s':>10}{'empty':>6}")
+    for size in [int(s) for s in args.sizes.split(",")]:
+        runs = []
+        for run in range(args.repeat):
+            r = time_batch(url, batch_of(questions, size))
+            answers = r.pop("answers")
+            if run == 0 and args.save_answers:
+                args.save_answers.mkdir(parents=True, exist_ok=True)
+                name = f"answers-{args.label}-{size}.json"
+                (args.save_answers / name).write_text(json.dumps(answers, ensure_ascii=False))
+            runs.append(r)
+            print(
+                f"{args.label:<14}{size:>6}{run:>4}{r['seconds']:>8.2f}"
+                f"{r['chars_per_s']:>10.0f}{r['tokens_per_s']:>10.0f}{r['empty']:>6}"
+            )
+        append(
+            {
+                **environment(args.commit),
+                "bench": "server",
+                "label": args.label,
+                "command": " ".join(sys.argv),
+                "env": env,
+                "engine": info["engine"],
+                "engine_args": info["engine_args"],
+                "ready_s": round(ready_s, 1),
+                "gpu_memory_used_mib": gpu_memory_mib(),
+                "size": size,
+                **summary(runs),
+            },
+            args.results,
+        )
 
 
 if __name__ == "__main__":
