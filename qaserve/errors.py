@@ -18,6 +18,7 @@ ERROR_TYPES = {
     405: "method_not_allowed",
     413: "too_large",
     422: "invalid_request",
+    499: "client_closed",
     500: "internal_error",
     503: "unavailable",
 }
@@ -46,6 +47,17 @@ def _describe(errors: list[Any]) -> str:
     return "; ".join(parts) + more
 
 
+def _http_message(exc: HTTPException) -> str:
+    # FastAPI turns a body json.loads cannot decode into a bare "error parsing the body"
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"body is not valid UTF-8 JSON: byte 0x{cause.object[cause.start]:02x} at "
+            f"position {cause.start} ({cause.reason})"
+        )
+    return str(exc.detail)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -53,7 +65,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        response = error_response(exc.status_code, str(exc.detail))
+        response = error_response(exc.status_code, _http_message(exc))
         response.headers.update(exc.headers or {})  # e.g. Allow on 405
         return response
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import sys
+from typing import Any
 
 from qaserve.settings import Settings, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+EXIT_ENGINE_DIED = 70  # the engine died: a supervisor should restart the server
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -56,4 +61,18 @@ def serve_main(argv: list[str] | None = None) -> None:
     args = settings_parser("Serve the Q&A model for the grader.").parse_args(argv)
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    app = create_app(settings)
+
+    def stopped(*_: Any) -> None:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # no interpreter teardown, as when uvicorn's SIGTERM killed us: the engine is already
+        # closed, and vLLM's finalizers would fail or wait on dead engine processes there
+        os._exit(EXIT_ENGINE_DIED if app.state.qa.dead else 0)
+
+    # uvicorn drains requests on SIGTERM, then raises it again to die by it (status -15);
+    # this handler makes that a clean exit: 0 after a stop, EXIT_ENGINE_DIED after a death.
+    signal.signal(signal.SIGTERM, stopped)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    stopped()

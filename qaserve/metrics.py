@@ -44,6 +44,9 @@ class Metrics:
         self.empty = Counter("qa_empty_answers", "Answers that came out empty", registry=reg)
         self.failed = Counter("qa_failed_items", "Items the engine failed on", registry=reg)
         self.cut = Counter("qa_deadline_cut_items", "Items cut by the deadline", registry=reg)
+        self.aborted = Counter(
+            "qa_aborted_items", "Items aborted because the client went away", registry=reg
+        )
         self.truncated = Counter("qa_truncated_prompts", "Prompts cut to fit", registry=reg)
         self.prompt_tokens = Counter("qa_prompt_tokens", "Prompt tokens", registry=reg)
         self.answer_tokens = Counter("qa_answer_tokens", "Answer tokens", registry=reg)

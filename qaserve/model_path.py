@@ -5,6 +5,7 @@ python -m qaserve.model_path        # print the directory the server would load
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,10 +16,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SMOKE_DIR_NAME = "smoke-tiny-qwen"
 WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
 
 
 class ModelNotFoundError(RuntimeError):
     """No loadable model; the message says how to get one."""
+
+
+class CorruptModelError(ModelNotFoundError):
+    """The model directory exists but a file in it is damaged (cut download, bad edit)."""
 
 
 def is_model_dir(path: Path) -> bool:
@@ -79,6 +85,64 @@ def resolve_model_dir(settings: Settings) -> Path:
         "network), point MODEL_DIR at a model directory, or set SMOKE_MODEL_FALLBACK=1 to "
         "serve a tiny random model for smoke tests."
     )
+
+
+def check_model_files(path: Path) -> None:
+    """Raise CorruptModelError naming each damaged file: a config.json that is not a JSON
+    object, a safetensors file cut short (header or data), a shard its index lists but the
+    directory lacks. Reads headers only: fast for any model size."""
+    problems = _config_problems(path) + _index_problems(path)
+    for weights in sorted(path.glob("*.safetensors")):
+        problems += _safetensors_problems(weights)
+    if problems:
+        raise CorruptModelError(
+            f"model directory {path} is damaged: {'; '.join(problems)}. Download the model "
+            "again (python download_model.py) or point MODEL_DIR at an intact copy."
+        )
+
+
+def _config_problems(path: Path) -> list[str]:
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ["config.json is missing"]
+    except (OSError, ValueError) as exc:
+        return [f"config.json is not valid JSON ({exc})"]
+    return [] if isinstance(config, dict) else ["config.json is not a JSON object"]
+
+
+def _index_problems(path: Path) -> list[str]:
+    problems = []
+    for index in sorted(path.glob("*.index.json")):
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            problems.append(f"{index.name} is not a valid weight index ({exc!r})")
+            continue
+        problems += [
+            f"{index.name} lists {s}, which is missing"
+            for s in sorted(shards)
+            if not (path / s).is_file()
+        ]
+    return problems
+
+
+def _safetensors_problems(file: Path) -> list[str]:
+    """A safetensors file: 8-byte little-endian header length, a JSON header, the data."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        length = int.from_bytes(f.read(8), "little") if size >= 8 else -1
+        if not 0 < length <= min(size - 8, SAFETENSORS_MAX_HEADER):
+            return [f"{file.name} is truncated or not a safetensors file ({size} bytes)"]
+        try:
+            header = json.loads(f.read(length))
+            ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+            needed = 8 + length + max(ends, default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            return [f"{file.name} has a damaged header ({type(exc).__name__}: {exc})"]
+    if needed > size:
+        return [f"{file.name} is truncated: {size} bytes where its header needs {needed}"]
+    return []
 
 
 def smoke_model_dir(cache_dir: Path) -> Path:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from qaserve.errors import error_body
-from qaserve.schemas import ChatRequest
+from qaserve.schemas import ChatRequest, error_responses
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
@@ -36,9 +36,18 @@ async def models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [card]}
 
 
-@router.post("/chat/completions", response_model=None)
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {  # stream: `data: {chunk}`..., `data: [DONE]`
+    200: {"description": "a chat.completion, or SSE chunks", "content": {"text/event-stream": {}}}
+}
+
+
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    responses={**STREAM_RESPONSE, **error_responses(400, 413, 422, 500, 503)},
+)
 async def chat_completions(body: ChatRequest, request: Request) -> Any:
-    from qaserve.server import ready_service
+    from qaserve.server import ready_service, unless_client_leaves
 
     service = ready_service(request.app.state.qa)
     messages = [m.model_dump() for m in body.messages]
@@ -46,7 +55,8 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     if body.stream:
         pieces = service.chat_stream(messages, body.overrides())
         return StreamingResponse(_sse(pieces, cid, created, name), media_type="text/event-stream")
-    result, prompt_tokens = await service.chat(messages, body.overrides())
+    work = service.chat(messages, body.overrides())
+    result, prompt_tokens = await unless_client_leaves(request, work, 1)
     return {
         "id": cid,
         "object": "chat.completion",

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from qaserve.errors import ERROR_TYPES
+
 # One item of a batch: strings as given; numbers are stringified, null becomes "" (answered "").
 PromptItem = str | int | float | None
 
@@ -97,3 +99,23 @@ class ChatRequest(SamplingFields):
             "stop": tuple(stop) if stop else None,
             "seed": self.seed,
         }
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class ErrorResponse(BaseModel):
+    """The one body of every non-2xx answer (qaserve.errors.error_body)."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route: each status documented with the one error body."""
+    return {
+        status: {"model": ErrorResponse, "description": ERROR_TYPES.get(status, "error")}
+        for status in statuses
+    }

@@ -15,10 +15,10 @@ import os
 import platform
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from qaserve.engines import Engine, load_engine
 from qaserve.errors import BodyLimit, error_response, install_error_handlers
 from qaserve.metrics import Metrics, RequestMetrics
-from qaserve.schemas import PredictRequest, PredictResponse, SystemPromptUpdate
+from qaserve.schemas import PredictRequest, PredictResponse, SystemPromptUpdate, error_responses
 from qaserve.service import QAService
 from qaserve.settings import Settings, get_settings
 
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 EngineFactory = Callable[[Settings, Path, Any], Engine]
 LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
 WATCHDOG_INTERVAL_S = 5.0
+DISCONNECT_POLL_S = 0.5  # how often a waiting request checks that its client is still there
+T = TypeVar("T")
 OFFLINE_ENV = {  # the serving path never touches the network
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -52,6 +54,7 @@ class AppState:
     model_dir: Path | None = None
     ready: bool = False
     dead: bool = False
+    exit_on_death: bool = True
     started: float = field(default_factory=time.monotonic)
 
 
@@ -61,12 +64,12 @@ def create_app(
     exit_on_engine_death: bool = True,
 ) -> FastAPI:
     """The app; nothing heavy happens until its lifespan starts."""
-    state = AppState(settings or get_settings())
+    state = AppState(settings or get_settings(), exit_on_death=exit_on_engine_death)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await _start(state, engine_factory or load_engine)
-        watchdog = asyncio.create_task(_watch(state, exit_on_engine_death))
+        watchdog = asyncio.create_task(_watch(state))
         try:
             yield
         finally:
@@ -88,16 +91,22 @@ def create_app(
 
 
 async def _start(state: AppState, engine_factory: EngineFactory) -> None:
-    from transformers import AutoTokenizer
-
-    from qaserve.model_path import resolve_model_dir
-    from qaserve.prompts import PromptBuilder
+    from qaserve.model_path import CorruptModelError, check_model_files, resolve_model_dir
 
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     settings = state.settings
     log.info("settings (non-default): %s", settings.non_defaults())
     state.model_dir = resolve_model_dir(settings)
+    try:  # seconds, before the engine spends a minute failing on it with an obscure error
+        check_model_files(state.model_dir)
+    except CorruptModelError as exc:
+        log.error("cannot serve: %s", exc)
+        raise
+    from transformers import AutoTokenizer
+
+    from qaserve.prompts import PromptBuilder
+
     tokenizer = AutoTokenizer.from_pretrained(state.model_dir)
     engine = engine_factory(settings, state.model_dir, tokenizer)
     log.info("engine %s %s loaded %s", engine.info.name, engine.info.version, state.model_dir)
@@ -109,17 +118,48 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
     log.info("ready after %.1f s", time.monotonic() - state.started)
 
 
-async def _watch(state: AppState, exit_on_death: bool) -> None:
-    """A dead engine fails health and ends the process so a supervisor can restart it."""
-    while True:
+async def _watch(state: AppState) -> None:
+    """Checks the engine even when no request comes: a dead one must end the process."""
+    while not state.dead:
         await asyncio.sleep(WATCHDOG_INTERVAL_S)
-        if state.service is None or await state.service.engine.check_health():
-            continue
-        state.dead = True
-        log.error("the engine died: health now fails")
-        if exit_on_death:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return
+        await engine_alive(state)
+
+
+async def engine_alive(state: AppState) -> bool:
+    """False once the engine is dead; whoever notices first (health, a request, the watchdog)
+    makes health fail from then on and ends the process so a supervisor restarts it."""
+    if state.dead:
+        return False
+    if state.service is None or await state.service.engine.check_health():
+        return True
+    if state.dead:  # another caller noticed while this one was waiting
+        return False
+    state.dead = True
+    log.error("the engine died: health now fails%s", ", exiting" if state.exit_on_death else "")
+    if state.exit_on_death:
+        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's graceful shutdown
+    return False
+
+
+async def unless_client_leaves(request: Request, work: Awaitable[T], items: int) -> T:
+    """Await `work`; if the client disconnects first, cancel it, so the engine aborts its
+    items instead of generating answers nobody will read (counted in qa_aborted_items)."""
+    task = asyncio.ensure_future(work)
+    start = time.monotonic()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                break
+    finally:
+        task.cancel()  # a no-op once done; else also when this handler itself is cancelled
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    request.app.state.qa.metrics.aborted.inc(items)
+    log.info("client went away after %.1f s: %d items aborted", time.monotonic() - start, items)
+    raise HTTPException(499, "the client closed the connection")
 
 
 def ready_service(state: AppState) -> QAService:
@@ -129,31 +169,36 @@ def ready_service(state: AppState) -> QAService:
 
 
 def _routes(app: FastAPI, state: AppState) -> None:
-    @app.get("/")
+    @app.get("/", responses=error_responses(503))
     async def health() -> JSONResponse:
-        if not state.ready or state.dead:
+        if not state.ready or not await engine_alive(state):
             return error_response(503, "dead" if state.dead else "loading")
         status = "batch" if state.settings.batch_mode else "ok"
         return JSONResponse({"status": status})
 
     app.head("/", include_in_schema=False)(health)  # one OpenAPI operation, HEAD answered too
 
-    @app.post("/predict", response_model=PredictResponse)
-    async def predict(body: PredictRequest) -> PredictResponse:
+    @app.post(
+        "/predict", response_model=PredictResponse, responses=error_responses(400, 413, 422, 503)
+    )
+    async def predict(body: PredictRequest, request: Request) -> PredictResponse:
         service = ready_service(state)
         questions, is_batch = body.questions()
         if len(questions) > state.settings.max_batch_items:
             raise HTTPException(413, f"batch of {len(questions)} over MAX_BATCH_ITEMS")
-        outcome = await service.answer_batch(questions, body.overrides())
+        work = service.answer_batch(questions, body.overrides())
+        outcome = await unless_client_leaves(request, work, len(questions))
+        if outcome.failed and not await engine_alive(state):  # no 200 full of "" from a corpse
+            raise HTTPException(503, "the engine died while answering")
         return PredictResponse(response=outcome.answers if is_batch else outcome.answers[0])
 
-    @app.get("/system_prompt")
+    @app.get("/system_prompt", responses=error_responses(503))
     async def get_system_prompt() -> dict[str, Any]:
         current = ready_service(state).system_prompt
         default = state.settings.system_prompt
         return {"system_prompt": current, "is_default": current == default}
 
-    @app.post("/system_prompt")
+    @app.post("/system_prompt", responses=error_responses(400, 403, 413, 422, 503))
     async def set_system_prompt(body: SystemPromptUpdate, request: Request) -> dict[str, Any]:
         _authorize(state.settings, request)
         service = ready_service(state)

@@ -196,11 +196,20 @@ class QAService:
         params = self.chat_params(overrides)
         ids = await asyncio.to_thread(self.chat_prompt_ids, messages, params)
         deadline = time.monotonic() + self.settings.predict_deadline_s
-        async for piece, finish in self.engine.stream(ids, params):
-            yield piece, finish
-            if finish is None and time.monotonic() > deadline:
-                yield "", "deadline"
-                return
+        finished = False
+        try:
+            async for piece, finish in self.engine.stream(ids, params):
+                finished = finish is not None
+                yield piece, finish
+                if not finished and time.monotonic() > deadline:
+                    yield "", "deadline"
+                    return
+        except (asyncio.CancelledError, GeneratorExit):
+            if finished:
+                raise
+            self.metrics.aborted.inc()  # the client went away mid-stream
+            log.info("stream client went away: 1 item aborted")
+            raise
 
     async def warm_up(self) -> None:
         """A short batch of each question kind: the first graded batch pays no first-run costs."""

@@ -188,20 +188,31 @@ class VllmEngine:
             for engine, rid, p, sp in zip(owners, ids, prompts, params, strict=True)
         ]
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+        except asyncio.CancelledError:  # the client went away: free the engine's slots now
+            await self._abort(ids, tasks, owners, {t for t in tasks if not t.done()})
+            raise
         if pending:
-            for engine in self._engines:
-                late = [
-                    rid
-                    for rid, t, owner in zip(ids, tasks, owners, strict=True)
-                    if t in pending and owner is engine
-                ]
-                if late:
-                    await engine.abort(late)
+            await self._abort(ids, tasks, owners, pending)
+        return [self._collect(t, t in pending) for t in tasks]
+
+    async def _abort(
+        self, ids: list[str], tasks: list[Any], owners: list[Any], pending: set[Any]
+    ) -> None:
+        """Abort the pending items in their engines; cancel those still running after a grace."""
+        for engine in self._engines:
+            late = [
+                rid
+                for rid, t, owner in zip(ids, tasks, owners, strict=True)
+                if t in pending and owner is engine
+            ]
+            if late:
+                await engine.abort(late)
+        if pending:
             _, still = await asyncio.wait(pending, timeout=ABORT_GRACE_S)
             for task in still:
                 task.cancel()
-        return [self._collect(t, t in pending) for t in tasks]
 
     def _collect(self, task: asyncio.Future[GenResult], cut: bool) -> GenResult:
         if task.cancelled():

@@ -17,6 +17,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.api.fake_engine import FakeEngine
 from tests.reliability.conftest import ADMIN_TOKEN, assert_error_shape, fake_app
@@ -34,6 +39,7 @@ OPERATIONS = [
     ("POST", "/system_prompt", 150, POSITIVE),
     ("POST", "/system_prompt", 150, NEGATIVE),
 ]
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 CASES: dict[tuple[str, str, str], dict[int, int]] = {}  # (method, path, mode) -> status counts
 
 
@@ -89,6 +95,7 @@ def test_fuzz(schema: Any, method: str, path: str, examples: int, mode: Generati
         response = case.call(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
         counts[response.status_code] = counts.get(response.status_code, 0) + 1
         _check(case, response)
+        case.validate_response(response, checks=CONFORMANCE)  # statuses, types, bodies documented
 
     run()
 

@@ -1,0 +1,159 @@
+"""Servers for the reliability suite: `python serve.py` as the grader starts it, in-process
+uvicorn threads for the fake-engine app, and what we measure of them (/proc).
+
+    python -m tests.reliability.servers          # print this machine's addresses and exit
+
+Unlike tests/e2e/harness.start_server (`uvicorn serve:app`), `start_serve_py` runs the grader's
+entry point with HOST/PORT from the environment, so its exit status is serve.py's own
+(0 after a drained stop, qaserve.launcher.EXIT_ENGINE_DIED after an engine death).
+Nothing here calls pytest, so the load module can start a server outside a test run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.harness import READY_TIMEOUT_S, REPO, Server, free_port, group_members
+
+
+class ServerStartError(RuntimeError):
+    """The server exited or was not ready in time; the message ends with its log tail."""
+
+
+def spawn_serve_py(name: str, workdir: Path, env: dict[str, str], host: str) -> Server:
+    """`python serve.py` in its own process group, listening on `host` and a free port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = workdir / f"{name}.log"
+    env = {**env, "HOST": host, "PORT": str(port)}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "serve.py"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url_host = "127.0.0.1" if host == "0.0.0.0" else host
+    server = Server(name, f"http://{url_host}:{port}", proc, log_path, env)
+    atexit.register(server.stop)  # stop is idempotent: also after a test stopped it
+    return server
+
+
+def start_serve_py(
+    name: str,
+    workdir: Path,
+    env: dict[str, str],
+    host: str = "127.0.0.1",
+    timeout_s: float = READY_TIMEOUT_S,
+) -> Server:
+    """Spawn `python serve.py` and wait until `GET /` answers 200."""
+    server = spawn_serve_py(name, workdir, env, host)
+    try:
+        wait_ready(server, timeout_s)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_ready(server: Server, timeout_s: float) -> None:
+    spawned = time.monotonic()
+    with httpx.Client(base_url=server.url, timeout=5.0) as client:
+        while time.monotonic() - spawned < timeout_s:
+            with contextlib.suppress(httpx.TransportError):
+                if client.get("/").status_code == 200:
+                    server.startup_s = time.monotonic() - spawned
+                    return
+            if server.proc.poll() is not None:
+                raise ServerStartError(
+                    f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}"
+                )
+            time.sleep(0.25)
+    raise ServerStartError(f"{server.name} not ready after {timeout_s:.0f} s:\n{server.log_tail()}")
+
+
+def wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """The exit status, or None if still running after `timeout_s`."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return proc.wait(timeout=timeout_s)
+    return None
+
+
+def engine_core_pids(server: Server) -> list[int]:
+    """vLLM's EngineCore processes of the server (their title is `VLLM::EngineCore`)."""
+    found = []
+    for pid in server.group_pids():
+        with contextlib.suppress(OSError):
+            if "EngineCore" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                found.append(pid)
+    return found
+
+
+def group_rss_kib(pgid: int) -> dict[str, Any]:
+    """Resident memory of a process group from /proc: the total and each process's share
+    (RSS counts shared pages in every process that maps them: an upper bound)."""
+    processes = {}
+    for pid in group_members(pgid):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            rss = int(fields.get("VmRSS", "0 kB").split()[0])
+            processes[f"{pid} {fields.get('Name', '?').strip()}"] = rss
+    return {"total_kib": sum(processes.values()), "processes": processes}
+
+
+def local_ipv4_addresses() -> list[str]:
+    """This machine's own non-loopback IPv4 addresses, read from /proc/net/fib_trie."""
+    try:
+        lines = Path("/proc/net/fib_trie").read_text().splitlines()
+    except OSError:
+        return []
+    found = {a.split()[-1] for a, b in zip(lines, lines[1:], strict=False) if "/32 host LOCAL" in b}
+    return sorted(a for a in found if not a.startswith("127."))
+
+
+class UvicornThread:
+    """An ASGI app served by a real uvicorn in a background thread (real TCP, real peer
+    addresses): `with UvicornThread(app, host) as url: ...`."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+        import uvicorn
+
+        self.host = host
+        self.port = free_port()
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ServerStartError(f"uvicorn on {self.url} did not start")
+            time.sleep(0.05)
+        return self.url
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+if __name__ == "__main__":
+    print("non-loopback IPv4 addresses:", local_ipv4_addresses() or "none")
