@@ -11,7 +11,8 @@ if command -v nvidia-smi >/dev/null 2>&1 && [ "$want" = requirements-cpu.txt ]; 
 fi
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-hash=$(cat requirements*.txt | sha1sum | cut -c1-12)
+# requirements-quant.txt has its own venv (scripts/setup_quant.sh)
+hash=$(ls requirements*.txt | grep -v -- -quant | xargs cat | sha1sum | cut -c1-12)
 stamp=.venv/.installed-$hash-$(basename "$want" .txt)
 # the dev set includes the CPU runtime
 [ "$want" = requirements-cpu.txt ] && [ -f ".venv/.installed-$hash-requirements-dev" ] && stamp=".venv/.installed-$hash-requirements-dev"

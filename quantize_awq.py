@@ -1,0 +1,19 @@
+"""Quantize a model for vLLM with llm-compressor: AWQ W4A16 (default), FP8 or INT8 W8A8.
+
+python quantize_awq.py --model model/merged --out model/merged-awq --data data.jsonl
+python quantize_awq.py --model model/merged --out model/merged-fp8 --scheme fp8
+python quantize_awq.py --model model/merged --write-calibration calib.jsonl   # samples only
+
+Run it from .venv: the quantization itself runs in .venv-quant (bash scripts/setup_quant.sh),
+then the result is checked in vLLM. All flags: python quantize_awq.py --help (the logic lives
+in qaserve/quant.py, qaserve/calibration.py and qaserve/quant_verify.py).
+"""
+
+import sys
+
+from qaserve.launcher import configure_logging
+from qaserve.quant_cli import main
+
+if __name__ == "__main__":
+    configure_logging("INFO")
+    sys.exit(main())
