@@ -164,6 +164,7 @@ class Tuner:
                 "ACC changed from %s to %s: feasibility is re-judged", attrs["acc"], self.cfg.acc
             )
         study.set_user_attr("acc", self.cfg.acc)
+        study.set_user_attr("n_trials", self.cfg.n_trials)
         return study
 
     def _sampler(self, n_trials_so_far: int) -> Any:

@@ -77,7 +77,8 @@ def report(cfg: TuneConfig, out_dir: Path | None) -> int:
     paths = Paths.of(cfg)
     for path in write_report(study, summary, out_dir or paths.report):
         print(f"report: {path}")
-    print("\n".join(summary_lines(summary, cfg.n_trials, paths.best)))
+    target = int(study.user_attrs.get("n_trials", cfg.n_trials))  # the last run's budget
+    print("\n".join(summary_lines(summary, target, paths.best)))
     return 0
 
 

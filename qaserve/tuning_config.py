@@ -29,9 +29,7 @@ def _f(default: Any, env: str, description: str, **constraints: Any) -> Any:
 class TuneConfig(BaseSettings):
     """What the tuner does; see README "Auto-tuning"."""
 
-    model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", validate_by_name=True, validate_by_alias=True
-    )
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
     study: str = _f("qaserve", "TUNE_STUDY", "Optuna study name; a rerun resumes it.", min_length=1)
     storage: str | None = _f(
@@ -156,9 +154,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 def load_config(args: argparse.Namespace | None = None) -> TuneConfig:
     """Environment plus flags; raise ValueError naming each bad variable or flag."""
     fields = TuneConfig.model_fields
-    overrides = {k: v for k, v in vars(args or argparse.Namespace()).items() if k in fields}
-    try:
-        return TuneConfig(**overrides)
+    given = {k: v for k, v in vars(args or argparse.Namespace()).items() if k in fields}
+    try:  # by variable name: what every pydantic 2 accepts for aliased fields
+        return TuneConfig(**{variables(k)[0]: v for k, v in given.items()})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

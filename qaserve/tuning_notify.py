@@ -129,7 +129,11 @@ def summary_lines(summary: Summary, target: int, best_path: Path) -> list[str]:
         f"best_params: {best_path}",
     ]
     left = eta(summary, target)
-    return lines + ([f"about {left / 3600:.1f} h left"] if left else [])
+    if left:
+        lines.append(
+            f"about {left / 3600:.1f} h left" if left > 5400 else f"about {left / 60:.0f} min left"
+        )
+    return lines
 
 
 def progress_line(row: dict[str, Any], summary: Summary, target: int) -> str:

@@ -137,8 +137,11 @@ def _plot_importance(found: dict[str, dict[str, float]], note: str | None, path:
 def _plot_scatter(summary: Summary, path: Path) -> None:
     fig = _figure()
     ax = fig.add_subplot()
-    done = [r for r in summary.rows if r["state"] == "COMPLETE"]
-    ax.scatter([r["chars_per_s"] for r in done], [r["accuracy_grader"] for r in done])
+    done = [r for r in summary.rows if r["state"] == "COMPLETE" and r["duplicate_of"] is None]
+    for feasible, label in ((True, "meets accuracy"), (False, "below accuracy")):
+        rows = [r for r in done if r["feasible"] == feasible]
+        xs, ys = [r["chars_per_s"] for r in rows], [r["accuracy_grader"] for r in rows]
+        ax.scatter(xs, ys, marker="o" if feasible else "x", label=label)
     for r in done:
         point = (r["chars_per_s"], r["accuracy_grader"])
         ax.annotate(str(r["trial"]), point, xytext=(5, 5), textcoords="offset points", size=8)
@@ -203,7 +206,8 @@ def _markdown(summary: Summary, found: dict[str, dict[str, float]], note: str | 
         shown = ", ".join(f"{k} {v:.2f}" for k, v in list(values.items())[:8])
         out.append(f"- {target}: {shown}")
     out += [note or "", "", f"## Top {TOP_N} trials meeting the accuracy limit", ""]
-    top = sorted((r for r in summary.rows if r["feasible"]), key=lambda r: -r["chars_per_s"])
+    feasible = [r for r in summary.rows if r["feasible"] and r["duplicate_of"] is None]
+    top = sorted(feasible, key=lambda r: -r["chars_per_s"])
     rows = [
         [r["trial"], r["chars_per_s"], r["accuracy_grader"], r["accuracy_cjk"], changes(r["env"])]
         for r in top[:TOP_N]
