@@ -68,10 +68,19 @@ class HfEngine:
     async def generate(
         self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
     ) -> list[GenResult]:
-        return await asyncio.to_thread(self._generate_all, prompts, params, deadline)
+        stop = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate_all, prompts, params, deadline, stop)
+        except asyncio.CancelledError:  # the client went away: end the thread's generate too
+            stop.set()
+            raise
 
     def _generate_all(
-        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
+        self,
+        prompts: list[list[int]],
+        params: list[GenParams],
+        deadline: float | None,
+        stop: threading.Event,
     ) -> list[GenResult]:
         results = [GenResult() for _ in prompts]
         order = sorted(
@@ -88,13 +97,13 @@ class HfEngine:
             else:
                 chunks.append([i])
         for chunk in chunks:
-            if deadline is not None and time.monotonic() >= deadline:
+            if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
                 for i in chunk:
                     results[i].finish = "deadline"
                 continue
             try:
                 texts = self._generate_chunk(
-                    [prompts[i] for i in chunk], [params[i] for i in chunk], deadline
+                    [prompts[i] for i in chunk], [params[i] for i in chunk], deadline, stop
                 )
             except Exception as exc:  # one failing chunk must not take down the batch
                 for i in chunk:
@@ -105,7 +114,11 @@ class HfEngine:
         return results
 
     def _generate_chunk(
-        self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
+        self,
+        prompts: list[list[int]],
+        params: list[GenParams],
+        deadline: float | None,
+        stop: threading.Event,
     ) -> list[GenResult]:
         import torch
 
@@ -117,7 +130,8 @@ class HfEngine:
                 ids[row, width - len(p) :] = torch.tensor(p)
                 mask[row, width - len(p) :] = 1
         first = params[0]
-        kwargs = self._generate_kwargs(first, max(p.max_new_tokens for p in params), deadline)
+        budget = max(p.max_new_tokens for p in params)
+        kwargs = self._generate_kwargs(first, budget, deadline, stop)
         with self._lock, torch.inference_mode():
             out = self._model.generate(
                 input_ids=ids.to(self._model.device),
@@ -131,7 +145,7 @@ class HfEngine:
         ]
 
     def _generate_kwargs(
-        self, p: GenParams, max_new: int, deadline: float | None
+        self, p: GenParams, max_new: int, deadline: float | None, stop: threading.Event
     ) -> dict[str, Any]:
         import transformers
 
@@ -147,8 +161,7 @@ class HfEngine:
             )
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if deadline is not None:
-            kwargs["stopping_criteria"] = transformers.StoppingCriteriaList([_Deadline(deadline)])
+        kwargs["stopping_criteria"] = transformers.StoppingCriteriaList([_Deadline(deadline, stop)])
         return kwargs
 
     def _result(self, tokens: list[int], p: GenParams, timed_out: bool) -> GenResult:
@@ -180,13 +193,17 @@ class HfEngine:
 
 
 class _Deadline:
-    """Stops generation of the whole chunk once the batch deadline has passed."""
+    """Stops generation of the whole chunk once the batch deadline has passed or the
+    request was cancelled."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float | None, stop: threading.Event) -> None:
         self.deadline = deadline
+        self.stop = stop
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        late = time.monotonic() >= self.deadline
+        late = self.stop.is_set() or (
+            self.deadline is not None and time.monotonic() >= self.deadline
+        )
         return torch.full((input_ids.shape[0],), late, dtype=torch.bool, device=input_ids.device)

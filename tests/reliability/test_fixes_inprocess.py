@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -127,3 +128,32 @@ def test_openapi_documents_the_error_body(tiny_model_dir: Path) -> None:
             assert ref == ERROR_REF, (method, path, status)
     stream = schema["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]
     assert "text/event-stream" in stream
+
+
+def test_the_transformers_engine_stops_a_cancelled_generate(tiny_model_dir: Path) -> None:
+    """Cancelling the awaiting coroutine ends the generate thread too (it holds the device
+    lock): the next request is not stuck behind an answer nobody reads."""
+    from transformers import AutoTokenizer
+
+    from qaserve.engines import stop_token_ids
+    from qaserve.engines.base import GenParams
+    from qaserve.engines.hf_engine import HfEngine
+    from qaserve.settings import load_settings
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    settings = load_settings(model_dir=tiny_model_dir, dtype="float32", engine="transformers")
+    engine = HfEngine.load(settings, tiny_model_dir, tokenizer, stop_token_ids(tokenizer))
+    ids = tokenizer("什么是CUDA？")["input_ids"]
+    endless = GenParams(max_new_tokens=1800)  # long enough to take minutes on this CPU
+
+    async def scenario() -> tuple[float, str]:
+        task = asyncio.ensure_future(engine.generate([ids] * 4, [endless] * 4, None))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        start = time.monotonic()
+        (result,) = await engine.generate([ids], [GenParams(max_new_tokens=4)], None)
+        return time.monotonic() - start, result.finish
+
+    waited, finish = asyncio.run(scenario())
+    assert finish in ("stop", "length")
+    assert waited < 10, f"the next generate waited {waited:.1f} s for the cancelled one"
