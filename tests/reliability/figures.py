@@ -4,7 +4,7 @@ tables RELIABILITY.md is filled from (never a number that no run wrote).
     python -m tests.reliability.figures            # tables of the newest results
 
 Sources: load-*.json (tests/reliability/load.py), fuzz-*.json (test_schema_fuzz.py) and the
-pytest JUnit file junit.xml that `make reliability` writes.
+pytest JUnit files junit-*.xml that `make reliability` writes.
 """
 
 from __future__ import annotations
@@ -135,6 +135,13 @@ def fuzz_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def faults_table(result: dict[str, Any]) -> str:
+    lines = ["| fault | measured |", "|---|---|"]
+    for name, values in result["results"].items():
+        lines.append(f"| {name} | {', '.join(f'{k} {v}' for k, v in values.items())} |")
+    return "\n".join(lines)
+
+
 def junit_summary(path: Path) -> str:
     root = ET.parse(path).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
@@ -153,10 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=ARTIFACTS)
     args = parser.parse_args(argv)
-    junit = args.dir / "junit.xml"
-    if junit.exists():
-        print(junit_summary(junit), end="\n\n")
-    for kind, table in (("fuzz", fuzz_table), ("load", load_table)):
+    for junit in sorted(args.dir.glob("junit-*.xml")):
+        print(f"{junit.stem}: {junit_summary(junit)}", end="\n\n")
+    for kind, table in (("fuzz", fuzz_table), ("faults", faults_table), ("load", load_table)):
         result = newest(args.dir, kind)
         print(table(result) if result else f"(no {kind}-*.json in {args.dir})", end="\n\n")
 

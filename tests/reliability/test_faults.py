@@ -27,6 +27,7 @@ import pytest
 from qaserve.launcher import EXIT_ENGINE_DIED
 from tests.e2e.harness import Server, finish, group_members, server_env
 from tests.e2e.util import assert_error, metric, predict, question_set, read_metrics
+from tests.reliability.figures import ARTIFACTS, environment, write_json
 from tests.reliability.servers import (
     engine_core_pids,
     spawn_serve_py,
@@ -60,10 +61,21 @@ def _aborted(client: httpx.Client) -> float:
     return metric(read_metrics(client), "qa_aborted_items_total")
 
 
+@pytest.fixture(scope="module")
+def figures() -> Iterator[dict[str, Any]]:
+    """What the fault tests measured, written to artifacts/reliability/faults-<time>.json."""
+    found: dict[str, Any] = {}
+    yield found
+    if found:
+        write_json(ARTIFACTS, "faults", {"results": found, **environment()})
+
+
 # --- a client that leaves --------------------------------------------------------------------
 
 
-def test_a_client_leaving_mid_batch_aborts_its_items(rel_server: Server) -> None:
+def test_a_client_leaving_mid_batch_aborts_its_items(
+    rel_server: Server, figures: dict[str, Any]
+) -> None:
     questions = question_set(8, prefix="离开")
     with rel_server.client() as client:
         expected = predict(client, questions, **SHORT)
@@ -75,6 +87,11 @@ def test_a_client_leaving_mid_batch_aborts_its_items(rel_server: Server) -> None
         busy_s = min(_timed(lambda: predict(client, "什么是warp？", **SHORT)) for _ in range(2))
         assert predict(client, questions, **SHORT) == expected  # the next batch: same answers
     # 64 items x 1500 tokens still generating would slow every step down many times over
+    figures["client leaves mid-batch (64 x 1500 tokens)"] = {
+        "aborted_items": 64,
+        "next_request_s": round(busy_s, 2),
+        "idle_request_s": round(idle_s, 2),
+    }
     assert busy_s < max(2.0, 4 * idle_s), (busy_s, idle_s)
     assert "64 items aborted" in rel_server.log_path.read_text(errors="replace")
 
@@ -124,7 +141,7 @@ async def _batches_and_probes(url: str, clients: int) -> tuple[list[Any], list[f
             answers = response.json().get("response", [])
             return response.status_code, len(answers), time.monotonic() - start
 
-        async def probe(until: asyncio.Task[Any]) -> list[float]:
+        async def probe(until: asyncio.Future[Any]) -> list[float]:
             seen = []
             while not until.done():
                 start = time.monotonic()
@@ -138,7 +155,7 @@ async def _batches_and_probes(url: str, clients: int) -> tuple[list[Any], list[f
         return list(await work), probes
 
 
-def test_the_deadline_holds_under_load(fault_server: Server) -> None:
+def test_the_deadline_holds_under_load(fault_server: Server, figures: dict[str, Any]) -> None:
     clients = 16
     with fault_server.client() as client:
         expected = predict(client, "什么是CUDA？", max_new_tokens=8)
@@ -154,6 +171,11 @@ def test_the_deadline_holds_under_load(fault_server: Server) -> None:
         before, "qa_deadline_cut_items_total"
     )
     assert items == 8 * clients and cut > 0, (items, cut)
+    figures[f"deadline {DEADLINE_S:.0f} s, {clients} concurrent batches of 8"] = {
+        "slowest_s": round(slowest, 2),
+        "items_cut": int(cut),
+        "health_max_s": round(max(probes), 3),
+    }
     assert probes and max(probes) < 3.0, f"health took {max(probes):.2f} s under load"
     print(
         f"\n{clients} batches: slowest {slowest:.1f} s, {int(cut)} cut, health {max(probes):.2f} s"
@@ -175,7 +197,7 @@ def _probe_until_gone(server: Server, limit_s: float) -> list[tuple[float, str]]
     return seen
 
 
-def test_engine_death_fails_health_and_exits(fault_server: Server) -> None:
+def test_engine_death_fails_health_and_exits(fault_server: Server, figures: dict[str, Any]) -> None:
     """Last of this module: it kills the server's engine."""
     (core,) = engine_core_pids(fault_server)
     in_flight: dict[str, httpx.Response] = {}
@@ -194,6 +216,12 @@ def test_engine_death_fails_health_and_exits(fault_server: Server) -> None:
     statuses = [status for _, status in seen]
     first_bad = next((i for i, s in enumerate(statuses) if s != "200"), None)
     assert first_bad is not None, f"health stayed 200: {seen[-5:]}"
+    figures["EngineCore killed"] = {
+        "health_not_200_after_s": round(seen[first_bad][0], 2),
+        "in_flight_status": in_flight["response"].status_code,
+        "exit_code": code,
+        "exited_after_s": round(seen[-1][0], 1),
+    }
     assert seen[first_bad][0] < 10, f"health still 200 {seen[first_bad][0]:.1f} s after the kill"
     assert "200" not in statuses[first_bad:], f"a zombie answered 200: {statuses}"
     assert_error(in_flight["response"], 503)  # not a 200 full of empty answers
@@ -207,7 +235,7 @@ def test_engine_death_fails_health_and_exits(fault_server: Server) -> None:
 
 
 def test_sigterm_drains_the_batch_in_flight_then_exits_0(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, tmp_path: Path, figures: dict[str, Any]
 ) -> None:
     server = start_serve_py("drain", tmp_path, server_env(tiny_model_dir))
     questions = question_set(32, prefix="排空")
@@ -230,6 +258,12 @@ def test_sigterm_drains_the_batch_in_flight_then_exits_0(
             sender.join(120)
         code = wait_exit(server.proc, 60)
         response = in_flight["response"]
+        figures["SIGTERM with 32 x 64 tokens in flight"] = {
+            "status": response.status_code,
+            "answers_equal_baseline": response.json().get("response") == expected,
+            "request_s": round(in_flight["seconds"], 2),
+            "exit_code": code,
+        }
         assert response.status_code == 200, response.text
         assert response.json()["response"] == expected  # the full answers, not cut
         assert code == 0, (code, server.log_tail())
@@ -274,7 +308,7 @@ def _damaged_copy(model: Path, target: Path, damage: str) -> str:
     "damage", ["truncated-config", "garbage-weights", "truncated-weights", "missing-shard"]
 )
 def test_a_damaged_model_fails_fast_naming_the_file(
-    tiny_model_dir: Path, tmp_path: Path, damage: str
+    tiny_model_dir: Path, tmp_path: Path, damage: str, figures: dict[str, Any]
 ) -> None:
     expected = _damaged_copy(tiny_model_dir, tmp_path / "model", damage)
     env = server_env(tmp_path / "model", ENGINE="auto")  # auto would fall back: it must not
@@ -284,6 +318,7 @@ def test_a_damaged_model_fails_fast_naming_the_file(
         code = wait_exit(server.proc, 120)
         took = time.monotonic() - start
         log = server.log_path.read_text(errors="replace")
+        figures[f"damaged model: {damage}"] = {"exit_code": code, "failed_after_s": round(took, 1)}
         assert code is not None and code != 0, server.log_tail()
         assert took < FAIL_FAST_S, f"took {took:.1f} s to fail"
         assert "cannot serve: model directory" in log and expected in log, server.log_tail()
