@@ -4,8 +4,9 @@ python webui.py --server-url http://127.0.0.1:8000 --host 127.0.0.1 --port 7860
 
 Its own options are flags with environment fallbacks, read here and nowhere else (they are the
 console's, not the server's, so they are not in `qaserve.settings`): `WEBUI_SERVER_URL`,
-`WEBUI_HOST` (default 127.0.0.1: localhost only) and `WEBUI_PORT` (7860). It works with no
-network: analytics off, system fonts only, every asset served by the console itself.
+`WEBUI_HOST` (default 127.0.0.1: localhost only), `WEBUI_PORT` (7860) and `WEBUI_AUTH`
+(`user:password` for a login page; environment only). It works with no network: analytics
+off, system fonts only, every asset served by the console itself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from qaserve import webui_api as api
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
 STATUS_EVERY_S = 5.0
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # no telemetry, no version check, no hub calls: the console must run with no network
 OFFLINE_ENV = {
     "GRADIO_ANALYTICS_ENABLED": "False",
@@ -94,7 +97,7 @@ def build_app(server_url: str = DEFAULT_SERVER_URL) -> gr.Blocks:
     return app
 
 
-def launch_options(host: str, port: int) -> dict[str, Any]:
+def launch_options(host: str, port: int, auth: tuple[str, str] | None = None) -> dict[str, Any]:
     """`launch()` keywords: local theme fonts and CSS, no share link, no Gradio link."""
     import gradio as gr
 
@@ -103,6 +106,7 @@ def launch_options(host: str, port: int) -> dict[str, Any]:
         "server_name": host,
         "server_port": port,
         "share": False,
+        "auth": auth,
         "theme": theme,
         "css": CSS,
         "show_error": True,
@@ -110,7 +114,22 @@ def launch_options(host: str, port: int) -> dict[str, Any]:
     }
 
 
-def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
+def read_options(
+    argv: list[str] | None = None, environ: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    """Flags > WEBUI_* environment > defaults; `auth` comes from WEBUI_AUTH only (a password
+    on the command line is visible to every user of the machine)."""
+    env = os.environ if environ is None else environ
+    args = build_parser(env).parse_args(argv)
+    given = env.get("WEBUI_AUTH", "")
+    user, _, password = given.partition(":")
+    if given and not (user and password):
+        raise SystemExit("WEBUI_AUTH must be user:password")
+    args.auth = (user, password) if given else None
+    return args
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """Flags > WEBUI_* environment > defaults; snake_case spellings kept as aliases."""
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="webui.py", description="qaserve's web console.")
@@ -144,9 +163,16 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
 def main(argv: list[str] | None = None) -> int:
     from qaserve.launcher import configure_logging
 
-    args = build_parser().parse_args(argv)
+    args = read_options(argv)
     configure_logging(args.log_level)
+    if args.host not in LOOPBACK and args.auth is None:
+        log.warning(
+            "binding %s without WEBUI_AUTH: whoever reaches this port can chat and, since the "
+            "console is a local client of the server, change its system prompt",
+            args.host,
+        )
     app = build_app(args.server_url)
     log.info("web console for %s on http://%s:%d", args.server_url, args.host, args.port)
-    app.queue(default_concurrency_limit=16).launch(**launch_options(args.host, args.port))
+    options = launch_options(args.host, args.port, args.auth)
+    app.queue(default_concurrency_limit=16).launch(**options)
     return 0

@@ -110,9 +110,7 @@ def banner_text(status: ServerStatus) -> str:
     if status.state == "down":
         return f"Server down: cannot reach {status.url} ({status.detail})"
     if status.state == "not ready":
-        return (
-            f"Server not ready at {status.url}: {status.detail} (the engine may still be loading)"
-        )
+        return f"Server not ready at {status.url}: {status.detail}"
     mode = "batch mode" if status.health.get("status") == "batch" else "single-question mode"
     return f"Server ready at {status.url}: model {status.model}, engine {status.engine}, {mode}"
 

@@ -26,7 +26,7 @@ from qaserve.questions import QA
 Progress = Callable[[float | None, str], None]
 STEPS = 20  # progress steps of a chunked run
 TABLE_HEADERS = ["#", "question", "reference", "answer", "grader", "CJK", "chars", "s", "error"]
-CELL_LIMIT = 400
+CELL_LIMIT = 200  # the table stays readable; the JSONL keeps every character
 SUMMED = ("n", "chars", "post_seconds", "errors", "empty", "posts", "wall_s")
 
 

@@ -74,9 +74,11 @@ def answer(history: History | None, url: str, *controls: Any) -> Iterator[tuple[
                 shown = time.perf_counter()
                 yield history, stats.line()
     except ConsoleError as exc:
-        if not text:
+        if not text:  # no empty bubble; the stats line says what went wrong
             history.pop()
-        yield history, stats.line(f"error: {exc}")
+            yield history, f"error: {exc}"
+        else:
+            yield history, stats.line(f"error: {exc}")
         return
     yield history, stats.line()
 

@@ -25,7 +25,7 @@ TOTALS = {
     "qa_answer_chars": "answer characters",
 }
 FIGURE_HEADERS = ["figure", "value", "since last refresh", "per second"]
-REQUEST_HEADERS = ["endpoint", "status", "requests", "mean latency (s, all statuses)"]
+REQUEST_HEADERS = ["endpoint", "status", "requests", "mean s"]
 
 
 @dataclass

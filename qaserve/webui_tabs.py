@@ -151,9 +151,16 @@ def build_server_tab(url: Any, triggers: list[Any]) -> None:
         with gr.Column():
             summary = gr.Markdown("", elem_id="server-info")
             figures = gr.Dataframe(
-                headers=FIGURE_HEADERS, label="/metrics: qa_* figures", elem_id="metrics-figures"
+                headers=FIGURE_HEADERS,
+                column_widths=["44%", "18%", "22%", "16%"],
+                label="/metrics: qa_* figures (per second: since the last refresh)",
+                elem_id="metrics-figures",
             )
-            requests = gr.Dataframe(headers=REQUEST_HEADERS, label="/metrics: requests")
+            requests = gr.Dataframe(
+                headers=REQUEST_HEADERS,
+                column_widths=["46%", "16%", "20%", "18%"],
+                label="/metrics: requests (mean s: all statuses of the endpoint)",
+            )
         with gr.Column():
             settings = gr.Dataframe(
                 headers=["setting", "value", "set"],

@@ -49,11 +49,14 @@ CONSOLE_READY_S = 180.0
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def start_console(name: str, server_url: str, workdir: Path, guard: NetGuard) -> Server:
+def start_console(
+    name: str, server_url: str, workdir: Path, guard: NetGuard, **extra_env: str
+) -> Server:
     """`python webui.py` on a free port (its own process group), once it answers 200."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBUI_", "GRADIO_"))}
+    env.update(extra_env)
     cmd = [sys.executable, "webui.py", "--server-url", server_url, "--port", str(port)]
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:

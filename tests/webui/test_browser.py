@@ -220,8 +220,12 @@ def test_batch_tab_scores_a_question_set(
     text = summary.inner_text()
     assert "4 (batch mode, 1 POSTs)" in text
     assert _figure(text, "speed (grader, chars/s)") > 0
-    assert page.locator("#batch-table tbody tr").count() == 4
-    assert page.locator("#batch-plots img").count() == 3
+    page.wait_for_function(  # the table and gallery render a moment after the summary
+        """() => document.querySelector('#batch-table [role=grid]')
+                     ?.getAttribute('aria-rowcount') === '5'  // the header and 4 questions
+                 && document.querySelectorAll('#batch-plots img').length === 3""",
+        timeout=UI_TIMEOUT_MS,
+    )
     page.screenshot(path=str(shots / "batch.png"), full_page=True)
 
     with page.expect_download() as download:
@@ -245,8 +249,15 @@ def test_banner_says_down_and_chat_reports_it(
         open_console(page, con, state="down")
         assert "Server down" in page.locator("#banner").inner_text()
         ask(page, "什么是CUDA？")
-        assert "error: cannot reach" in wait_finished(page, "")
+        assert wait_finished(page, "").startswith("error: cannot reach")
+        assert bubbles(page, "bot") == []  # no empty answer left behind
         page.screenshot(path=str(shots / "banner_down.png"), full_page=True)
+        with serve_fake() as fake:  # another server, chosen in the page
+            page.locator("#connection").click()
+            page.locator("#server-url").get_by_role("textbox").fill(fake.url)
+            page.locator("#server-connect").click()
+            page.locator('#banner [data-state="ready"]').wait_for(timeout=UI_TIMEOUT_MS)
+            assert fake.url in page.locator("#banner").inner_text()
     finally:
         con.stop()
 
@@ -260,5 +271,24 @@ def test_banner_says_not_ready(page: Any, console_guard: Any, shots: Path, tmp_p
             assert "Server not ready" in page.locator("#banner").inner_text()
             assert "503" in page.locator("#banner").inner_text()
             page.screenshot(path=str(shots / "banner_not_ready.png"), full_page=True)
+            fake.not_ready = 0  # the engine is up: the banner follows within a poll or two
+            page.locator('#banner [data-state="ready"]').wait_for(timeout=UI_TIMEOUT_MS)
         finally:
             con.stop()
+
+
+def test_login_page_when_webui_auth_is_set(
+    page: Any, console_guard: Any, shots: Path, tmp_path: Path
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    con = start_console("console-auth", closed, tmp_path, console_guard, WEBUI_AUTH="ta:s3cret")
+    try:
+        page.goto(con.url + "/", wait_until="load")
+        page.locator("input[type=password]").wait_for(timeout=UI_TIMEOUT_MS)
+        page.screenshot(path=str(shots / "login.png"), full_page=True)
+        page.locator("input[type=text]").first.fill("ta")
+        page.locator("input[type=password]").fill("s3cret")
+        page.locator("input[type=password]").press("Enter")
+        page.locator('#banner [data-state="down"]').wait_for(timeout=UI_TIMEOUT_MS)
+    finally:
+        con.stop()

@@ -268,6 +268,17 @@ def test_flags_beat_environment_beats_defaults() -> None:
     assert (args.server_url, args.port) == ("http://x:1", 1)
 
 
+def test_login_only_from_the_environment() -> None:
+    from qaserve.webui import launch_options, read_options
+
+    assert read_options([], {}).auth is None
+    args = read_options([], {"WEBUI_AUTH": "ta:pa:ss"})
+    assert args.auth == ("ta", "pa:ss")
+    assert launch_options("0.0.0.0", 1, args.auth)["auth"] == ("ta", "pa:ss")
+    with pytest.raises(SystemExit, match="user:password"):
+        read_options([], {"WEBUI_AUTH": "nobody"})
+
+
 def test_theme_uses_system_fonts_only() -> None:
     import gradio as gr
 
