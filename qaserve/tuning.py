@@ -112,8 +112,9 @@ class Tuner:
 
     def _wrap_up(self, summary: Summary, reason: str) -> int:
         finished = reason == "finished"
-        if finished:
+        if finished and "finished_at" not in self.study.user_attrs:
             self.study.set_user_attr("finished_at", now())
+        if finished:
             self._write_report()
         state = {"finished": "finished", "gave_up": "gave_up"}.get(reason, "stopped")
         self._publish(summary, "done", state=state, error=reason)
@@ -298,7 +299,8 @@ class Tuner:
         row = next(r for r in summary.rows if r["trial"] == frozen.number)
         store.append_jsonl(self.paths.results, row)
         self._publish(summary, "idle")
-        self.streak = self.streak + 1 if row["state"] == "FAIL" else 0
+        if not row["duplicate_of"]:  # a reused failure says nothing new about the setup
+            self.streak = self.streak + 1 if row["state"] == "FAIL" else 0
         counted = summary.counts["finished"]
         self.progress(notify.progress_line(row, summary, self.cfg.n_trials))
         self._notify_after(row, summary)

@@ -87,8 +87,9 @@ class TuneConfig(BaseSettings):
     @field_validator("questions", "mail_to", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, list) and all(isinstance(i, str) for i in items):
+            return [part.strip() for item in items for part in item.split(",") if part.strip()]
         return value
 
     @field_validator("storage", "max_hours", "acc_drop", "max_n", "port_wait", mode="before")
@@ -136,18 +137,26 @@ def _is_secret(name: str) -> bool:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per non-secret field (`--eval-runs`, old spelling `--eval_runs`); unset flags
-    are left out so the environment still applies."""
+    are left out so the environment still applies. A switch alone means on (`--kill-port-owner`);
+    list flags repeat (`--questions a.jsonl --questions b.jsonl`)."""
     for name, info in TuneConfig.model_fields.items():
         if _is_secret(name):
             continue
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         env = variables(name)[0]
+        kind = str(info.annotation)
+        extra: dict[str, Any] = {}
+        if info.annotation is bool:
+            extra = {"nargs": "?", "const": "1"}
+        elif "list" in kind:
+            extra = {"action": "append"}
         parser.add_argument(
             *flags,
             dest=name,
             default=argparse.SUPPRESS,
             metavar=str(env),
             help=f"{info.description} [{env}]",
+            **extra,
         )
 
 

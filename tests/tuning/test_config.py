@@ -76,3 +76,12 @@ def test_cli_check_and_usage_errors(
     assert main([*common, "--search-space-file", str(space), "--acc", "2"]) == 2
     assert main(["--questions", str(tmp_path / "none.jsonl"), "--check"]) == 2
     assert main(["--report", "--out-dir", str(tmp_path / "empty")]) == 2  # no such study
+
+
+def test_switches_and_repeated_flags() -> None:
+    args = ["--questions", "a.jsonl", "--questions", "b.jsonl,c.jsonl", "--kill-port-owner"]
+    cfg = load_config(build_parser().parse_args(args))
+    assert [p.name for p in cfg.questions] == ["a.jsonl", "b.jsonl", "c.jsonl"]
+    assert cfg.kill_port_owner is True
+    off = build_parser().parse_args(["--kill-port-owner", "0"])
+    assert load_config(off).kill_port_owner is False
