@@ -6,10 +6,10 @@
 Schemes: `w4a16` AWQ, 4-bit integer weights (asymmetric, group size 128) with 16-bit
 activations; `fp8` FP8 weights and dynamic FP8 activations (no calibration; Hopper's choice);
 `w8a8` INT8 weights and activations (SmoothQuant, then GPTQ). `lm_head` stays in full precision.
-Calibration rows come from a chat JSONL (`qaserve.calibration`). llm-compressor cannot share a
-venv with vLLM (they pin different compressed-tensors), so run from the serving venv this
-module hands the quantization to `.venv-quant` (scripts/setup_quant.sh) and then verifies the
-result in vLLM here (`qaserve.quant_verify`).
+Calibration rows come from a chat JSONL (`qaserve.calibration`). This module runs where
+llm-compressor is installed, `.venv-quant` (scripts/setup_quant.sh): it cannot share a venv with
+vLLM (they pin different compressed-tensors). `qaserve.quant_cli` hands the work over from the
+serving venv, and `qaserve.quant_verify` checks the result in vLLM.
 """
 
 from __future__ import annotations
@@ -140,12 +140,6 @@ def weight_bytes(model_dir: Path) -> dict[str, int]:
             "layers": tensors - embeddings}  # fmt: skip
 
 
-def model_dtype(model_dir: Path) -> str:
-    from qaserve.merge import model_dtype as declared
-
-    return declared(model_dir)
-
-
 def quantize(
     model: str,
     out: Path | str,
@@ -164,6 +158,7 @@ def quantize(
     from transformers import AutoTokenizer
 
     from qaserve.calibration import calibration_samples, stats
+    from qaserve.merge import model_dtype
 
     started = time.monotonic()
     out, data = Path(out).expanduser(), Path(data).expanduser()
