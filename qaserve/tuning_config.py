@@ -49,7 +49,7 @@ class TuneConfig(BaseSettings):
         None, "ACC_DROP", "Also: accuracy at most this below the reference's.", ge=0, le=1
     )
     eval_runs: int = _f(2, "EVAL_RUNS", "Measured evaluations per trial.", ge=1)
-    warmup_runs: int = _f(0, "EVAL_WARMUP_RUNS", "Unmeasured evaluations before them.", ge=0)
+    warmup_runs: int = _f(1, "EVAL_WARMUP_RUNS", "Unmeasured evaluations before them.", ge=0)
     eval_mode: Literal["auto", "batch", "sequential", "concurrent"] = _f(
         "auto", "EVAL_MODE", "How questions are sent (auto: as the grader does)."
     )

@@ -85,12 +85,13 @@ def describe_row(row: dict[str, Any]) -> str:
     )
 
 
-def gain_line(improvement: dict[str, float] | None) -> str:
+def gain_line(improvement: dict[str, Any] | None) -> str:
     if not improvement:
         return "gain over the reference: not known yet"
+    noisy = " (within the run-to-run spread: re-measure)" if improvement["within_spread"] else ""
     return (
         f"gain over the reference: {improvement['chars_per_s_pct']:+.1f}% chars/s, "
-        f"accuracy {improvement['accuracy_grader_delta']:+.4f}"
+        f"accuracy {improvement['accuracy_grader_delta']:+.4f}{noisy}"
     )
 
 

@@ -140,8 +140,10 @@ def _plot_scatter(summary: Summary, path: Path) -> None:
     done = [r for r in summary.rows if r["state"] == "COMPLETE" and r["duplicate_of"] is None]
     for feasible, label in ((True, "meets accuracy"), (False, "below accuracy")):
         rows = [r for r in done if r["feasible"] == feasible]
-        xs, ys = [r["chars_per_s"] for r in rows], [r["accuracy_grader"] for r in rows]
-        ax.scatter(xs, ys, marker="o" if feasible else "x", label=label)
+        if rows:  # horizontal bars: the chars/s spread over the trial's runs
+            xs, ys = [r["chars_per_s"] for r in rows], [r["accuracy_grader"] for r in rows]
+            spread = [r["chars_per_s_std"] or 0.0 for r in rows]
+            ax.errorbar(xs, ys, xerr=spread, fmt="o" if feasible else "x", capsize=3, label=label)
     for r in done:
         point = (r["chars_per_s"], r["accuracy_grader"])
         ax.annotate(str(r["trial"]), point, xytext=(5, 5), textcoords="offset points", size=8)
@@ -205,6 +207,12 @@ def _markdown(summary: Summary, found: dict[str, dict[str, float]], note: str | 
     for target, values in found.items():
         shown = ", ".join(f"{k} {v:.2f}" for k, v in list(values.items())[:8])
         out.append(f"- {target}: {shown}")
+    if found:
+        out += [
+            "",
+            "(PED-ANOVA over the trials that chose their own settings; with few trials, "
+            "a hint, not a ranking.)",
+        ]
     out += [note or "", "", f"## Top {TOP_N} trials meeting the accuracy limit", ""]
     feasible = [r for r in summary.rows if r["feasible"] and r["duplicate_of"] is None]
     top = sorted(feasible, key=lambda r: -r["chars_per_s"])

@@ -149,16 +149,21 @@ class Summary:
             "interrupted": kinds.count("interrupted"),
         }
 
-    def improvement(self) -> dict[str, float] | None:
+    def improvement(self) -> dict[str, Any] | None:
+        """Best vs reference; `within_spread` when the gain is smaller than the two trials'
+        run-to-run spreads together (then re-measure before trusting it)."""
         ref, best = self.reference, self.best
         if not ref or not best or not ref.get("chars_per_s"):
             return None
         ratio = best["chars_per_s"] / ref["chars_per_s"]
         delta = (best["accuracy_grader"] or 0.0) - (ref["accuracy_grader"] or 0.0)
+        spread = (best["chars_per_s_std"] or 0.0) + (ref["chars_per_s_std"] or 0.0)
+        gain = best["chars_per_s"] - ref["chars_per_s"]
         return {
             "chars_per_s_ratio": round(ratio, 4),
             "chars_per_s_pct": round(100 * (ratio - 1), 2),
             "accuracy_grader_delta": round(delta, 4),
+            "within_spread": best["trial"] != ref["trial"] and abs(gain) <= spread,
         }
 
 

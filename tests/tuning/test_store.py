@@ -106,6 +106,7 @@ def test_summary_best_is_fastest_feasible() -> None:
         "chars_per_s_ratio": 1.5,
         "chars_per_s_pct": 50.0,
         "accuracy_grader_delta": -0.1,
+        "within_spread": False,
     }
     # ACC_DROP 0.05 below the reference (0.50): trial 1 (0.40) no longer qualifies
     strict = store.summarize("s", TRIALS, acc=0.35, acc_drop=0.05)
@@ -170,3 +171,12 @@ def test_twin_ignores_reference_and_interrupted() -> None:
     assert store.find_twin(TRIALS, {"MAX_NUM_SEQS": 16}).number == 3  # failed: not run again
     assert store.find_twin(TRIALS, {"MAX_NUM_SEQS": 4}) is None  # interrupted: run again
     assert store.find_twin(TRIALS, {}) is None  # the reference is never a twin
+
+
+def test_gain_within_the_spread_is_flagged() -> None:
+    ref = {"trial": 0, "chars_per_s": 100.0, "chars_per_s_std": 30.0, "accuracy_grader": 0.5}
+    best = {"trial": 1, "chars_per_s": 140.0, "chars_per_s_std": 15.0, "accuracy_grader": 0.5}
+    summary = store.Summary("s", 0.35, [], ref, best)
+    assert summary.improvement()["within_spread"] is True  # +40 vs a spread of 45
+    best["chars_per_s_std"] = 5.0
+    assert summary.improvement()["within_spread"] is False
