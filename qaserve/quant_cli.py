@@ -93,7 +93,9 @@ def build_parser() -> Any:
 
     parser = argparse.ArgumentParser(
         description="Quantize a model with llm-compressor (AWQ W4A16, FP8 or INT8 W8A8) into "
-        "the compressed-tensors format vLLM loads directly, then check it in vLLM.",
+        "the compressed-tensors format vLLM loads directly, then check it in vLLM. "
+        "llm-compressor runs in its own venv, .venv-quant (bash scripts/setup_quant.sh); "
+        "started from another venv, the tool runs the quantization there.",
         epilog="Example: python quantize_awq.py --model model/merged --out model/merged-awq "
         "--data data.jsonl --num-samples 256 --max-seq-len 1024",
     )
