@@ -17,14 +17,14 @@ TOTALS = {
     "qa_empty_answers": "empty answers",
     "qa_failed_items": "items the engine failed",
     "qa_deadline_cut_items": "answers cut by the deadline",
-    "qa_aborted_items": "items aborted (client went away)",
+    "qa_aborted_items": "aborted (client left)",
     "qa_truncated_prompts": "prompts cut to fit",
     "qa_prompt_tokens": "prompt tokens",
     "qa_answer_tokens": "answer tokens",
     "qa_prompt_chars": "question characters",
     "qa_answer_chars": "answer characters",
 }
-FIGURE_HEADERS = ["figure", "value", "since last refresh", "per second"]
+FIGURE_HEADERS = ["figure", "value", "change", "per s"]
 REQUEST_HEADERS = ["endpoint", "status", "requests", "mean s"]
 
 

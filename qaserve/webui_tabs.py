@@ -152,8 +152,8 @@ def build_server_tab(url: Any, triggers: list[Any]) -> None:
             summary = gr.Markdown("", elem_id="server-info")
             figures = gr.Dataframe(
                 headers=FIGURE_HEADERS,
-                column_widths=["44%", "18%", "22%", "16%"],
-                label="/metrics: qa_* figures (per second: since the last refresh)",
+                column_widths=["46%", "20%", "17%", "17%"],
+                label="/metrics: qa_* figures (change, per s: since the last refresh)",
                 elem_id="metrics-figures",
             )
             requests = gr.Dataframe(

@@ -50,14 +50,23 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def start_console(
-    name: str, server_url: str, workdir: Path, guard: NetGuard, **extra_env: str
+    name: str,
+    server_url: str,
+    workdir: Path,
+    guard: NetGuard,
+    script: bool = False,
+    **extra_env: str,
 ) -> Server:
-    """`python webui.py` on a free port (its own process group), once it answers 200."""
+    """`python webui.py` with flags (or `bash start_webui.sh` with WEBUI_* variables) on a
+    free port, in its own process group, once it answers 200."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBUI_", "GRADIO_"))}
     env.update(extra_env)
     cmd = [sys.executable, "webui.py", "--server-url", server_url, "--port", str(port)]
+    if script:  # as users start it; the script execs python, so the group stays one process
+        cmd = ["bash", "start_webui.sh"]
+        env.update(WEBUI_SERVER_URL=server_url, WEBUI_PORT=str(port))
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -112,7 +121,8 @@ def qa_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def console(
     qa_server: Server, console_guard: NetGuard, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    con = start_console("console", qa_server.url, tmp_path_factory.mktemp("console"), console_guard)
+    workdir = tmp_path_factory.mktemp("console")
+    con = start_console("console", qa_server.url, workdir, console_guard, script=True)
     yield con
     finish(con)
     assert con.proc.pid in console_guard.guarded_pids(), "the network guard did not load"

@@ -176,7 +176,9 @@ def test_system_prompt_is_read_changed_and_reset(
 
 
 @pytest.mark.engine
-def test_server_tab_shows_info_and_metrics(page: Any, console: Server, shots: Path) -> None:
+def test_server_tab_shows_info_and_live_metrics(
+    page: Any, console: Server, qa_server: Server, shots: Path
+) -> None:
     open_console(page, console)
     page.get_by_role("tab", name="Server").click()
     info = page.locator("#server-info")
@@ -184,8 +186,17 @@ def test_server_tab_shows_info_and_metrics(page: Any, console: Server, shots: Pa
     figures = page.locator("#metrics-figures")
     figures.get_by_text("questions answered").wait_for(timeout=UI_TIMEOUT_MS)
     assert "max_model_len" in page.locator("#server-settings").inner_text()
-    page.wait_for_timeout(6000)  # one live refresh: the "since last refresh" column fills
-    assert re.search(r"\+\d", figures.inner_text()), figures.inner_text()
+    answered = re.search(r"questions answered\s+(\d+)", figures.inner_text())
+    assert answered is not None
+    httpx.post(qa_server.url + "/predict", json={"prompt": QUESTIONS[:3]}, timeout=300)
+    # the live refresh (every 5 s) shows the three answers, and +3 since the refresh before
+    page.wait_for_function(
+        r"""want => { const m = /questions answered\s+(\d+)\s+\+(\d+)/.exec(
+                        document.querySelector('#metrics-figures').innerText);
+                      return m !== null && m[1] === want && m[2] === "3"; }""",
+        arg=str(int(answered.group(1)) + 3),
+        timeout=UI_TIMEOUT_MS,
+    )
     page.screenshot(path=str(shots / "server.png"), full_page=True)
 
 
