@@ -85,9 +85,12 @@ def build_app(server_url: str = DEFAULT_SERVER_URL) -> gr.Blocks:
                 build_server_tab(url, [app.load, server_tab.select])
             with gr.Tab("Batch test", id="batch"):
                 build_batch_tab(url)
-        timer = gr.Timer(STATUS_EVERY_S)
+        # polling starts once the first check is in: a tick racing it would see no state yet
+        # and reset the chat controls a second time, over what the user set meanwhile
+        timer = gr.Timer(STATUS_EVERY_S, active=False)
         status_out = [banner, info, state, *sliders]
-        app.load(status_update, [url, state], status_out, show_progress="hidden").then(
+        first = app.load(status_update, [url, state], status_out, show_progress="hidden")
+        first.then(lambda: gr.Timer(active=True), None, timer).then(
             read_prompt, url, [prompt, prompt_status], show_progress="hidden"
         )
         timer.tick(status_update, [url, state], status_out, show_progress="hidden")

@@ -115,6 +115,8 @@ def test_chat_streams_multi_turn_regenerate_and_stop(
     ask(page, "什么是CUDA？")
     stats = wait_finished(page, "")
     assert "finish: length" in stats, stats
+    pieces = re.search(r"(\d+) pieces", stats)
+    assert pieces is not None and int(pieces.group(1)) <= 60, f"max tokens not applied: {stats}"
     wait_bubbles(page, 1, 1)
     assert settled_answer(page).strip()
     lengths = [n for n in page.evaluate("window.__lengths") if n > 0]
