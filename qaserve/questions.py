@@ -24,6 +24,12 @@ INLINE_ANSWER = re.compile(r"\s*答案\s*[:：]\s*")
 HEADING = re.compile(
     r"^\s*(第[0-9一二三四五六七八九十百]+[章节部分]|[一二三四五六七八九十]+、|chapter\s+\d)", re.I
 )
+PROJECT_DATA = Path(__file__).resolve().parents[1] / "data.jsonl"
+FALLBACK_WARMUP = (
+    "什么是CUDA？",
+    "请详细解释shared memory的tiling原理。",
+    "请写出向量加法的CUDA kernel代码。",
+)
 QUESTION_KEYS = ("question", "q", "prompt", "instruction", "问题")
 ANSWER_KEYS = ("answer", "a", "response", "output", "答案")
 
@@ -294,3 +300,16 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def warmup_questions(count: int = 12, path: Path = PROJECT_DATA) -> list[str]:
+    """An even spread of the project's own questions (short, long and code ones alike), or
+    the built-in few repeated when the data file is missing or unreadable."""
+    try:
+        questions = [qa.question for qa in load_questions(path)]
+    except (OSError, ValueError):
+        questions = []
+    if not questions:
+        return [FALLBACK_WARMUP[i % len(FALLBACK_WARMUP)] for i in range(count)]
+    step = max(1, len(questions) // count)
+    return questions[::step][:count]

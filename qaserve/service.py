@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MIN_PROMPT_ROOM = 16  # tokens always left for the prompt when an answer budget is huge
-WARMUP_QUESTIONS = (
-    "什么是CUDA？",
-    "请详细解释shared memory的tiling原理。",
-    "请写出向量加法的CUDA kernel代码。",
-)
 
 
 @dataclass
@@ -212,9 +207,11 @@ class QAService:
             raise
 
     async def warm_up(self) -> None:
-        """A short batch of each question kind: the first graded batch pays no first-run costs."""
+        """A short batch of the project's questions (every kind): the first graded batch pays
+        no first-run costs."""
         start = time.monotonic()
-        outcome = await self.answer_batch(
-            list(WARMUP_QUESTIONS) * 4, {"max_new_tokens": 8}, record=False
-        )
+        from qaserve.questions import warmup_questions
+
+        questions = await asyncio.to_thread(warmup_questions)
+        outcome = await self.answer_batch(questions, {"max_new_tokens": 8}, record=False)
         log.info("warm-up: %d items in %.1f s", len(outcome.answers), time.monotonic() - start)

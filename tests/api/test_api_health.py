@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import qaserve.server
+from qaserve.questions import warmup_questions
 from qaserve.server import create_app
-from qaserve.service import WARMUP_QUESTIONS
 from qaserve.settings import load_settings
 from tests.api.conftest import SHARED_SETTINGS, ClientFactory
 from tests.api.fake_engine import FakeEngine, assert_error
@@ -55,8 +55,8 @@ def test_ok_status_without_batch_mode(make_client: ClientFactory) -> None:
 
 def test_warm_up_runs_before_ready(make_client: ClientFactory) -> None:
     client, fake = make_client(warmup=True)
-    assert len(fake.calls) == 1  # one short batch of each question kind, before ready
-    assert set(fake.calls[0].questions) == set(WARMUP_QUESTIONS)
+    assert len(fake.calls) == 1  # one short batch of the project's questions, before ready
+    assert fake.calls[0].questions == warmup_questions()
     assert {p.max_new_tokens for p in fake.calls[0].params} == {8}
     assert client.get("/").status_code == 200
     assert "qa_items_total 0.0" in client.get("/metrics").text  # warm-up is not traffic
