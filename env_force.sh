@@ -14,6 +14,7 @@ export LOG_LEVEL='INFO'
 unset MODEL_DIR
 export MODEL_ID='Qwen/Qwen2.5-0.5B-Instruct'
 export MODEL_CACHE_DIR='model'
+export DEMO_MODEL_FALLBACK='1'
 export SMOKE_MODEL_FALLBACK='0'
 unset MODELSCOPE_API_TOKEN
 unset MODELSCOPE_TOKEN

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "batch", "sequential", "concurrent")
 ROOT = Path(__file__).resolve().parents[1]
+HELDOUT = ROOT / "data_heldout.jsonl"  # what the bundled demo model was not trained on
 DEFAULT_DOCX = {
     "basic": ("data/basic.docx", "../shared/data/basic.docx"),
     "bonus": ("data/plus.docx", "data/bonus.docx", "../shared/data/plus.docx"),
@@ -245,6 +246,18 @@ def load_sets(args: argparse.Namespace) -> list[QA]:
     return select(qas, dedupe=args.dedupe, max_n=args.max_n, shuffle=args.shuffle, seed=args.seed)
 
 
+def server_info(endpoint: str) -> dict[str, Any]:
+    """The server's `GET /info`, or {} when it has none (another server, an old version)."""
+    import httpx
+
+    try:
+        response = httpx.get(endpoint.rstrip("/") + "/info", timeout=10.0)
+        body = response.json() if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def _first_existing(candidates: tuple[str, ...]) -> Path | None:
     for name in candidates:
         for base in (Path.cwd(), ROOT):
@@ -302,12 +315,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.save_jsonl and args.save_jsonl.exists() and not args.overwrite_jsonl:
         parser.error(f"{args.save_jsonl} exists: pass --overwrite-jsonl to replace it")
-    try:
-        qas = load_sets(args)
-    except (OSError, ValueError) as exc:
-        parser.error(str(exc))
-    if not qas:
-        parser.error("no questions to ask")
     tokenizer = tokenizer_dir(args)
     if tokenizer is not None and not tokenizer.is_dir():
         parser.error(f"--model-dir-for-tokenizer {tokenizer}: not a directory")
@@ -316,6 +323,19 @@ def main(argv: list[str] | None = None) -> int:
     except http.ServerNotReady as exc:
         console.print(f"[bold red]{escape(str(exc))}")
         return 3
+    info = server_info(args.endpoint)
+    if not args.questions and info.get("demo_model") and HELDOUT.is_file():
+        log.info("the server runs the bundled demo model: scoring its held-out set %s", HELDOUT)
+        args.questions = [HELDOUT]
+    served = Path(info.get("model_dir") or "/nonexistent")
+    if tokenizer is None and (served / "tokenizer_config.json").is_file():
+        tokenizer = served  # the server's own model, on this machine
+    try:
+        qas = load_sets(args)
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    if not qas:
+        parser.error("no questions to ask")
     records, summary = evaluate(
         qas,
         endpoint=args.endpoint,

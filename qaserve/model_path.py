@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SMOKE_DIR_NAME = "smoke-tiny-qwen"
+DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model"  # shipped with the code
 WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
 
@@ -64,8 +65,9 @@ def downloaded_dir(cache_dir: Path, model_id: str) -> Path | None:
 
 
 def resolve_model_dir(settings: Settings) -> Path:
-    """MODEL_DIR if it holds a model, else the download of MODEL_ID, else the smoke model
-    when allowed; otherwise raise ModelNotFoundError with the way to get one."""
+    """MODEL_DIR if it holds a model, else the download of MODEL_ID, else (when allowed) the
+    smoke model or the bundled demo model; otherwise raise ModelNotFoundError saying how to
+    get one."""
     given = settings.model_dir
     if given is not None and is_model_dir(given):
         return given
@@ -76,14 +78,23 @@ def resolve_model_dir(settings: Settings) -> Path:
     found = downloaded_dir(settings.model_cache_dir, settings.model_id)
     if found is not None:
         return found
-    if settings.smoke_model_fallback:
-        return smoke_model_dir(settings.model_cache_dir)
     where = f"MODEL_DIR={settings.model_dir} holds no model; " if settings.model_dir else ""
+    where += f"no download of MODEL_ID={settings.model_id} under {settings.model_cache_dir}/"
+    if settings.smoke_model_fallback:
+        log.warning("%s", where)
+        return smoke_model_dir(settings.model_cache_dir)
+    if settings.demo_model_fallback and is_model_dir(DEMO_MODEL_DIR):
+        log.warning(
+            "%s: serving the bundled PMPP DEMO model at %s (a small model trained on "
+            "data.jsonl, see its README.md). Set MODEL_DIR or download your model for grading.",
+            where,
+            DEMO_MODEL_DIR,
+        )
+        return DEMO_MODEL_DIR
     raise ModelNotFoundError(
-        f"{where}no download of MODEL_ID={settings.model_id} under {settings.model_cache_dir}/. "
-        f"Get one with `python download_model.py --model_name {settings.model_id}` (needs "
-        "network), point MODEL_DIR at a model directory, or set SMOKE_MODEL_FALLBACK=1 to "
-        "serve a tiny random model for smoke tests."
+        f"{where}. Get one with `python download_model.py --model_name {settings.model_id}` "
+        "(needs network), point MODEL_DIR at a model directory, or set SMOKE_MODEL_FALLBACK=1 "
+        "to serve a tiny random model for smoke tests."
     )
 
 

@@ -228,6 +228,7 @@ def _authorize(settings: Settings, request: Request) -> None:
 
 
 def _info(state: AppState) -> dict[str, Any]:
+    from qaserve.demo_train import DEMO_MARKER
     from qaserve.smoke_model import SMOKE_MARKER
 
     service = state.service
@@ -239,6 +240,7 @@ def _info(state: AppState) -> dict[str, Any]:
         "engine_args": None if engine is None else engine.details,
         "model_dir": str(state.model_dir) if state.model_dir else None,
         "smoke_model": smoke,
+        "demo_model": bool(state.model_dir and (state.model_dir / DEMO_MARKER).exists()),
         "python": platform.python_version(),
         "settings": state.settings.non_defaults(),
         "system_prompt": service.system_prompt if service else None,

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         Path("model"), description="Where `download_model.py` puts models (`--cache_dir`)."
     )
+    demo_model_fallback: bool = Field(
+        True,
+        description="With no model found, serve the bundled PMPP demo model (`demo_model/`).",
+    )
     smoke_model_fallback: bool = Field(
         False,
         description="With no model found, build and serve a tiny random smoke-test model.",
