@@ -234,10 +234,18 @@ def _run_oneshot(
 def _dataset_args(samples: list[Sample], max_seq_len: int) -> dict[str, Any]:
     if not samples:
         return {}
+    import hashlib
+
+    import pyarrow as pa
     from datasets import Dataset
+    from datasets.table import InMemoryTable
 
     ids = [s.input_ids for s in samples]
-    dataset = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(i) for i in ids]})
+    table = pa.table({"input_ids": ids, "attention_mask": [[1] * len(i) for i in ids]})
+    # our own fingerprint: datasets' default one pickles the arrow table with dill, which
+    # fails on Python 3.12 with pyarrow 26 ("Can't pickle <class 'MonthDayNano'>")
+    digest = hashlib.sha256(repr(ids).encode()).hexdigest()[:16]
+    dataset = Dataset(InMemoryTable(table), fingerprint=f"calibration-{digest}")
     # already sampled, rendered and cut here: llm-compressor takes them all, in order
     return {"dataset": dataset, "num_calibration_samples": len(samples),
             "max_seq_length": max_seq_len, "shuffle_calibration_samples": False}  # fmt: skip
