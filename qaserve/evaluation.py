@@ -315,6 +315,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.save_jsonl and args.save_jsonl.exists() and not args.overwrite_jsonl:
         parser.error(f"{args.save_jsonl} exists: pass --overwrite-jsonl to replace it")
+    default_sets = not args.questions
+    try:
+        qas, missing = load_sets(args), None
+    except (OSError, ValueError) as exc:
+        if not default_sets:
+            parser.error(str(exc))
+        qas, missing = [], exc  # no docx sets here: a demo-model server brings its own set
+    if not default_sets and not qas:
+        parser.error("no questions to ask")
     tokenizer = tokenizer_dir(args)
     if tokenizer is not None and not tokenizer.is_dir():
         parser.error(f"--model-dir-for-tokenizer {tokenizer}: not a directory")
@@ -324,18 +333,17 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]{escape(str(exc))}")
         return 3
     info = server_info(args.endpoint)
-    if not args.questions and info.get("demo_model") and HELDOUT.is_file():
+    if default_sets and info.get("demo_model") and HELDOUT.is_file():
         log.info("the server runs the bundled demo model: scoring its held-out set %s", HELDOUT)
         args.questions = [HELDOUT]
+        qas = load_sets(args)
+    elif missing is not None:
+        parser.error(str(missing))
+    if not qas:
+        parser.error("no questions to ask")
     served = Path(info.get("model_dir") or "/nonexistent")
     if tokenizer is None and (served / "tokenizer_config.json").is_file():
         tokenizer = served  # the server's own model, on this machine
-    try:
-        qas = load_sets(args)
-    except (OSError, ValueError) as exc:
-        parser.error(str(exc))
-    if not qas:
-        parser.error("no questions to ask")
     records, summary = evaluate(
         qas,
         endpoint=args.endpoint,

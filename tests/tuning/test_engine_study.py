@@ -85,6 +85,10 @@ def flags(out: Path, n_trials: int, eval_runs: int = 1) -> list[str]:
 def study(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Three real trials (TPE, EVAL_RUNS=2) run in-process with both notification channels."""
     out = tmp_path_factory.mktemp("tune")
+    # a path of its own: other session-scoped servers (e2e, reliability, webui) serve the same
+    # tiny model, and servers_of() tells the tuner's servers apart by MODEL_DIR
+    model = tmp_path_factory.mktemp("tune-model") / "tiny"
+    model.symlink_to(tiny_model_dir, target_is_directory=True)
     write_questions(out / "q.jsonl", n=4)
     # a continuous parameter: no two trials share settings, so none is skipped as a twin
     params = {
@@ -92,7 +96,7 @@ def study(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         "SHORT_MAX_NEW_TOKENS": {"low": 8, "high": 16, "step": 8},
         "REPETITION_PENALTY": {"low": 1.0, "high": 1.1},
     }
-    write_space(out / "space.json", params, env=tiny_server_env(tiny_model_dir))
+    write_space(out / "space.json", params, env=tiny_server_env(model))
     lines: list[str] = []
     with serve_webhook() as hook, serve_smtp() as box, pytest.MonkeyPatch.context() as mp:
         for name, value in {
@@ -116,7 +120,7 @@ def study(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         "mails": box.messages,
         "lines": lines,
         "seconds": time.monotonic() - started,
-        "model": tiny_model_dir,
+        "model": model,
     }
 
 

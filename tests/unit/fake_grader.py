@@ -25,6 +25,7 @@ class FakeServer:
     url: str
     status: str = "batch"
     not_ready: int = 0  # 503s still to answer on `GET /`
+    demo_model: bool = False  # what `GET /info` says
     posts: list[Any] = field(default_factory=list)
 
 
@@ -41,6 +42,10 @@ def _app(state: FakeServer) -> FastAPI:
             state.not_ready -= 1
             return JSONResponse({"error": {"message": "loading", "code": 503}}, status_code=503)
         return JSONResponse({"status": state.status})
+
+    @app.get("/info")
+    async def info() -> JSONResponse:
+        return JSONResponse({"ready": True, "demo_model": state.demo_model, "model_dir": None})
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:

@@ -125,6 +125,20 @@ def test_missing_docx_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
         load_sets(build_parser().parse_args([]))
 
 
+def test_a_demo_model_server_is_scored_on_the_heldout_set(
+    fake: FakeServer, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(evaluation, "ROOT", tmp_path)  # no docx sets anywhere
+    with pytest.raises(SystemExit) as usage:  # an ordinary server: the missing sets are named
+        main(["--endpoint", fake.url])
+    assert usage.value.code == 2 and "no question set" in capsys.readouterr().err
+    fake.demo_model = True
+    assert main(["--endpoint", fake.url]) == 0
+    held = [json.loads(line) for line in evaluation.HELDOUT.read_text("utf-8").splitlines()]
+    assert fake.posts == [[row["messages"][0]["content"] for row in held]]
+
+
 def test_tokenizer_dir_from_flag_or_model_dir(tmp_path: Path, monkeypatch) -> None:
     parse = build_parser().parse_args
     assert tokenizer_dir(parse(["--model_dir_for_tokenizer", "m"])) == Path("m")
