@@ -25,7 +25,7 @@ class FakeServer:
     url: str
     status: str = "batch"
     not_ready: int = 0  # 503s still to answer on `GET /`
-    demo_model: bool = False  # what `GET /info` says
+    info: dict[str, Any] | None = None  # what `GET /info` answers (None: 404, as old servers)
     posts: list[Any] = field(default_factory=list)
 
 
@@ -45,7 +45,9 @@ def _app(state: FakeServer) -> FastAPI:
 
     @app.get("/info")
     async def info() -> JSONResponse:
-        return JSONResponse({"ready": True, "demo_model": state.demo_model, "model_dir": None})
+        if state.info is None:
+            return JSONResponse({"error": {"message": "Not Found", "code": 404}}, status_code=404)
+        return JSONResponse(state.info)
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:

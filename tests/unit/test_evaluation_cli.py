@@ -133,7 +133,7 @@ def test_a_demo_model_server_is_scored_on_the_heldout_set(
     with pytest.raises(SystemExit) as usage:  # an ordinary server: the missing sets are named
         main(["--endpoint", fake.url])
     assert usage.value.code == 2 and "no question set" in capsys.readouterr().err
-    fake.demo_model = True
+    fake.info = {"ready": True, "demo_model": True, "model_dir": None}
     assert main(["--endpoint", fake.url]) == 0
     held = [json.loads(line) for line in evaluation.HELDOUT.read_text("utf-8").splitlines()]
     assert fake.posts == [[row["messages"][0]["content"] for row in held]]
