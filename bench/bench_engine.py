@@ -52,6 +52,13 @@ def main() -> None:
     parser.add_argument("--label", default="LLM.generate")
     parser.add_argument("--commit", default=None)
     parser.add_argument("--results", type=Path, default=None)
+    parser.add_argument(
+        "--turn",
+        type=Path,
+        default=None,
+        help="engines started side by side measure one at a time: after warm-up write "
+        "TURN/ready-LABEL, wait for TURN/go-LABEL, write TURN/done-LABEL when finished",
+    )
     args = parser.parse_args()
     from transformers import AutoTokenizer
     from vllm import LLM, EngineArgs
@@ -69,6 +76,8 @@ def main() -> None:
     questions = json.loads(args.questions.read_text(encoding="utf-8"))
     time_generate(llm, service, stops, batch_of(questions, 16))  # warm-up, as the server does
     print(f"engine init {init_s:.1f} s")
+    if args.turn:
+        wait_for_turn(args.turn, args.label)
     for size in [int(s) for s in args.sizes.split(",")]:
         runs = []
         for run in range(args.repeat):
@@ -91,6 +100,15 @@ def main() -> None:
             },
             args.results,
         )
+    if args.turn:
+        (args.turn / f"done-{args.label}").touch()
+
+
+def wait_for_turn(turn: Path, label: str) -> None:
+    turn.mkdir(parents=True, exist_ok=True)
+    (turn / f"ready-{label}").touch()
+    while not (turn / f"go-{label}").exists():
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":
