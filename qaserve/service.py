@@ -8,9 +8,9 @@ exactly one answer per question, in order: failed or cut items become what they 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,8 @@ from qaserve.engines.base import Engine, GenParams, GenResult
 from qaserve.postprocess import clean_answer
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
     from qaserve.metrics import Metrics
     from qaserve.prompts import Prompt, PromptBuilder
     from qaserve.settings import Settings
@@ -185,7 +187,7 @@ class QAService:
 
     async def chat_stream(
         self, messages: list[dict[str, str]], overrides: dict[str, Any]
-    ) -> AsyncIterator[tuple[str, str | None]]:
+    ) -> AsyncGenerator[tuple[str, str | None], None]:
         """(text, finish) increments, raw (no cleanup: pieces cannot be trimmed in flight);
         past PREDICT_DEADLINE_S the stream ends with finish "deadline"."""
         params = self.chat_params(overrides)
@@ -193,12 +195,14 @@ class QAService:
         deadline = time.monotonic() + self.settings.predict_deadline_s
         finished = False
         try:
-            async for piece, finish in self.engine.stream(ids, params):
-                finished = finish is not None
-                yield piece, finish
-                if not finished and time.monotonic() > deadline:
-                    yield "", "deadline"
-                    return
+            # closed on leaving, so the engine frees the request at the deadline, not at GC
+            async with contextlib.aclosing(self.engine.stream(ids, params)) as pieces:
+                async for piece, finish in pieces:
+                    finished = finish is not None
+                    yield piece, finish
+                    if not finished and time.monotonic() > deadline:
+                        yield "", "deadline"
+                        return
         except (asyncio.CancelledError, GeneratorExit):
             if finished:
                 raise

@@ -6,7 +6,7 @@ answer from exactly the same token ids.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,7 +54,9 @@ class Engine(Protocol):
         Returns one result per prompt in order; never raises for one bad item."""
         ...
 
-    def stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[tuple[str, str | None]]:
+    def stream(
+        self, prompt: list[int], params: GenParams
+    ) -> AsyncGenerator[tuple[str, str | None], None]:
         """Yield (text increment, None) pairs of one answer; the last has its finish reason."""
         ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +180,7 @@ class HfEngine:
 
     async def stream(
         self, prompt: list[int], params: GenParams
-    ) -> AsyncIterator[tuple[str, str | None]]:
+    ) -> AsyncGenerator[tuple[str, str | None], None]:
         # the fallback does not stream token by token: it yields the finished answer once
         (result,) = await self.generate([prompt], [params], None)
         yield result.text, result.finish

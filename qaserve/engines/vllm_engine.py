@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -233,7 +233,7 @@ class VllmEngine:
 
     async def stream(
         self, prompt: list[int], params: GenParams
-    ) -> AsyncIterator[tuple[str, str | None]]:
+    ) -> AsyncGenerator[tuple[str, str | None], None]:
         request_id = f"chat-{next(_request_ids)}"
         engine = self._engines[next(self._turn) % len(self._engines)]
         finished = False

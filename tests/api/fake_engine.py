@@ -11,7 +11,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,8 @@ class FakeEngine:
         self.healthy = True
         self.crash: Exception | None = None  # raised by generate, against the protocol
         self.stream_finish = "stop"  # the finish reason `stream` ends with
+        self.stream_delay_s = 0.0  # pause before each streamed piece
+        self.streams_open = 0  # `stream` generators not yet closed
         self.closed = False
         self.active = 0  # generate calls in flight now, and the most seen at once
         self.max_active = 0
@@ -71,6 +73,7 @@ class FakeEngine:
         self.healthy = True
         self.crash = None
         self.stream_finish = "stop"
+        self.stream_delay_s = 0.0
         self.max_active = 0
 
     def question(self, ids: list[int]) -> str:
@@ -116,14 +119,18 @@ class FakeEngine:
 
     async def stream(
         self, prompt: list[int], params: GenParams
-    ) -> AsyncIterator[tuple[str, str | None]]:
+    ) -> AsyncGenerator[tuple[str, str | None], None]:
         """`(text increment, None)` pairs; the last pair carries `stream_finish`."""
         question = self.question(prompt)
         self.streamed.append((question, params))
         pieces = ["answer ", "to ", question]
-        for n, piece in enumerate(pieces, 1):
-            await asyncio.sleep(0)
-            yield piece, (self.stream_finish if n == len(pieces) else None)
+        self.streams_open += 1
+        try:
+            for n, piece in enumerate(pieces, 1):
+                await asyncio.sleep(self.stream_delay_s)
+                yield piece, (self.stream_finish if n == len(pieces) else None)
+        finally:  # a real engine aborts the request here
+            self.streams_open -= 1
 
     async def check_health(self) -> bool:
         return self.healthy

@@ -5,6 +5,7 @@ pytest tests/api/test_api_openai.py -q
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qaserve.prompts import DEFAULT_SYSTEM_PROMPT
+from qaserve.settings import load_settings
 from tests.api.fake_engine import FakeEngine, assert_error
 
 QUESTION = "什么是warp？"
@@ -126,3 +128,28 @@ def test_streamed_finish_reason_follows_the_engine(
 def test_invalid_chat_request_is_422(client: TestClient, fake: FakeEngine, body: Any) -> None:
     assert_error(client.post("/v1/chat/completions", json=body), 422)
     assert not fake.calls and not fake.streamed
+
+
+def test_stream_past_the_deadline_closes_the_engine_stream_at_once(tiny_model_dir: Path) -> None:
+    """At the deadline the engine's stream is closed before the answer ends (a real engine
+    aborts the request there), not later when the garbage collector finds it."""
+    from transformers import AutoTokenizer
+
+    from qaserve.metrics import Metrics
+    from qaserve.prompts import PromptBuilder
+    from qaserve.service import QAService
+
+    settings = load_settings(model_dir=tiny_model_dir, warmup=False, predict_deadline_s=0.05)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    fake = FakeEngine().attach(tokenizer)
+    fake.stream_delay_s = 0.1  # every piece arrives after the deadline
+    service = QAService(settings, fake, PromptBuilder(tokenizer, settings.chat_template), Metrics())  # type: ignore[arg-type]
+
+    async def consume() -> tuple[list[str | None], int]:
+        messages = [{"role": "user", "content": QUESTION}]
+        finishes = [finish async for _, finish in service.chat_stream(messages, {})]
+        return finishes, fake.streams_open  # read before anything else runs on the loop
+
+    finishes, still_open = asyncio.run(consume())
+    assert finishes == [None, "deadline"]
+    assert still_open == 0
