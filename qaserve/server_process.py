@@ -52,6 +52,7 @@ class StopReport:
     killed: bool  # SIGTERM was not enough
     left: list[int]  # processes of the group still alive at the end (should be empty)
     port_free: bool
+    left_after_term: list[int] = field(default_factory=list)  # alive when the grace ran out
 
 
 @dataclass
@@ -67,7 +68,8 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # where to connect
+        return f"http://{host}:{self.port}"
 
     @property
     def pgid(self) -> int:
@@ -121,6 +123,7 @@ class ServerProcess:
         start = time.monotonic()
         _signal_group(self.pgid, signal.SIGTERM)
         gone = _wait_gone(self.proc, self.pgid, grace_s)
+        left_after_term = [] if gone else (self.members() or [self.proc.pid])
         if not gone:
             log.warning(
                 "server group %d still up %.0f s after SIGTERM: SIGKILL", self.pgid, grace_s
@@ -136,6 +139,7 @@ class ServerProcess:
             not gone,
             self.members(),
             port_free,
+            left_after_term,
         )
         log.info("server on port %d stopped: %s", self.port, self.stop_report)
         return self.stop_report
@@ -157,14 +161,18 @@ def start_server(
     cwd: Path = ROOT,
     append_log: bool = False,
     die_with_parent: bool = True,
+    cmd: list[str] | None = None,
 ) -> ServerProcess:
     """Spawn `python -m uvicorn APP` with exactly `env` on `port` (a free one when None).
 
+    `cmd` replaces that command line (`python serve.py`, which reads HOST and PORT from `env`;
+    `python webui.py --port ...`): `host` and `port` then only say where it will listen.
     With `die_with_parent` the server gets SIGTERM if this process dies (even by SIGKILL), so a
     killed tool leaves no server holding the GPU."""
     port = port or free_port(host)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "uvicorn", app, "--host", host, "--port", str(port)]
+    if cmd is None:
+        cmd = [sys.executable, "-m", "uvicorn", app, "--host", host, "--port", str(port)]
     parent = os.getpid()
     with open(log_path, "ab" if append_log else "wb") as out:
         proc = subprocess.Popen(

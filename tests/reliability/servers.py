@@ -11,7 +11,6 @@ Nothing here calls pytest, so the load module can start a server outside a test 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import subprocess
@@ -23,44 +22,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
-
-from tests.e2e.harness import (
-    READY_TIMEOUT_S,
-    REPO,
-    Server,
-    decode_proc_addr,
-    free_port,
-    group_members,
-)
+from qaserve.server_process import ServerStartError, free_port, group_members
+from tests.e2e.harness import READY_TIMEOUT_S, Server, decode_proc_addr, spawn
 
 T = TypeVar("T")
 
 
-class ServerStartError(RuntimeError):
-    """The server exited or was not ready in time; the message ends with its log tail."""
-
-
 def spawn_serve_py(name: str, workdir: Path, env: dict[str, str], host: str) -> Server:
     """`python serve.py` in its own process group, listening on `host` and a free port."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log_path = workdir / f"{name}.log"
+    port = free_port(host)
     env = {**env, "HOST": host, "PORT": str(port)}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "serve.py"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    url_host = "127.0.0.1" if host == "0.0.0.0" else host
-    server = Server(name, f"http://{url_host}:{port}", proc, log_path, env)
-    atexit.register(server.stop)  # stop is idempotent: also after a test stopped it
-    return server
+    return spawn(name, workdir, env, [sys.executable, "serve.py"], host=host, port=port)
 
 
 def start_serve_py(
@@ -70,30 +42,15 @@ def start_serve_py(
     host: str = "127.0.0.1",
     timeout_s: float = READY_TIMEOUT_S,
 ) -> Server:
-    """Spawn `python serve.py` and wait until `GET /` answers 200."""
+    """Spawn `python serve.py` and wait until `GET /` answers 200 (else ServerStartError,
+    whose `log_tail` ends the server's log)."""
     server = spawn_serve_py(name, workdir, env, host)
     try:
-        wait_ready(server, timeout_s)
+        server.startup_s = server.process.wait_ready(timeout_s, interval_s=0.25)
     except BaseException:
         server.stop()
         raise
     return server
-
-
-def wait_ready(server: Server, timeout_s: float) -> None:
-    spawned = time.monotonic()
-    with httpx.Client(base_url=server.url, timeout=5.0) as client:
-        while time.monotonic() - spawned < timeout_s:
-            with contextlib.suppress(httpx.TransportError):
-                if client.get("/").status_code == 200:
-                    server.startup_s = time.monotonic() - spawned
-                    return
-            if server.proc.poll() is not None:
-                raise ServerStartError(
-                    f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}"
-                )
-            time.sleep(0.25)
-    raise ServerStartError(f"{server.name} not ready after {timeout_s:.0f} s:\n{server.log_tail()}")
 
 
 def wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:

@@ -25,7 +25,8 @@ import httpx
 import pytest
 
 from qaserve.launcher import EXIT_ENGINE_DIED
-from tests.e2e.harness import Server, finish, group_members, server_env
+from qaserve.server_process import group_members
+from tests.e2e.harness import Server, finish, server_env
 from tests.e2e.util import assert_error, metric, predict, question_set, read_metrics
 from tests.reliability.figures import ARTIFACTS, environment, write_json
 from tests.reliability.servers import (

@@ -10,9 +10,9 @@ Browser tests need Debian's chromium: missing, they fail in CI (CI set) and skip
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,14 +23,15 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from qaserve.server_process import free_port
 from tests.e2e.harness import (
     REPO,
     NetGuard,
     Server,
     finish,
-    free_port,
     make_net_guard,
     server_env,
+    spawn,
     start_server,
 )
 
@@ -59,7 +60,6 @@ def start_console(
 ) -> Server:
     """`python webui.py` with flags (or `bash start_webui.sh` with WEBUI_* variables) on a
     free port, in its own process group, once it answers 200."""
-    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBUI_", "GRADIO_"))}
     env.update(extra_env)
@@ -67,30 +67,15 @@ def start_console(
     if script:  # as users start it; the script execs python, so the group stays one process
         cmd = ["bash", "start_webui.sh"]
         env.update(WEBUI_SERVER_URL=server_url, WEBUI_PORT=str(port))
-    log_path = workdir / f"{name}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            env=guard.env(env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    console = Server(name, f"http://127.0.0.1:{port}", proc, log_path, env)
-    deadline = time.monotonic() + CONSOLE_READY_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{name} exited with {proc.returncode}:\n{console.log_tail()}")
-        try:
-            if httpx.get(console.url + "/", timeout=5).status_code == 200:
+    console = spawn(name, workdir, guard.env(env), cmd, port=port)
+    deadline = console.process.started + CONSOLE_READY_S
+    while console.proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(console.url + "/", timeout=5).status_code == 200:  # Gradio's page
                 return console
-        except httpx.HTTPError:
-            pass
         time.sleep(0.5)
     console.stop()
-    pytest.fail(f"{name} not up after {CONSOLE_READY_S:.0f} s:\n{console.log_tail()}")
+    pytest.fail(f"{name} not up (exit {console.proc.returncode}):\n{console.log_tail()}")
 
 
 @pytest.fixture(scope="session")
@@ -163,14 +148,3 @@ def page(browser: Any) -> Iterator[Any]:
     assert requested, "the page made no requests at all"
     remote = [url for url in requested if urlsplit(url).hostname not in LOCAL_HOSTS]
     assert not remote, f"the browser fetched from outside: {remote}"
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Attach the tails of the server's and the console's logs to a failing test."""
-    report = yield
-    if report.failed:
-        for value in getattr(item, "funcargs", {}).values():
-            if isinstance(value, Server):
-                report.sections.append((f"log tail ({value.name})", value.log_tail()))
-    return report

@@ -117,7 +117,7 @@ def test_banner_texts() -> None:
 
 
 def test_probe_of_a_closed_port_is_down() -> None:
-    from tests.e2e.harness import free_port
+    from qaserve.server_process import free_port
 
     status = api.probe(f"http://127.0.0.1:{free_port()}")
     assert status.state == "down" and "ConnectError" in status.detail
@@ -170,7 +170,7 @@ def test_history_steps() -> None:
 
 
 def test_answer_to_an_unreachable_server_says_so() -> None:
-    from tests.e2e.harness import free_port
+    from qaserve.server_process import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     history = [{"role": "user", "content": "Q"}]
