@@ -37,6 +37,7 @@ unset SPEC_DRAFT_MODEL
 export TENSOR_PARALLEL_SIZE='1'
 export DATA_PARALLEL_SIZE='1'
 export ENGINE_REPLICAS='1'
+export DECODE_AT_END='0'
 export SEED='0'
 export ENGINE_EXTRA_ARGS='{}'
 export SYSTEM_PROMPT='你是《Programming Massively Parallel Processors》课程的助教。请用中文简洁准确地回答问题，保留关键的英文术语、函数名、代码标识符和数字。'

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         description="vLLM engines sharing the GPU(s), each with 1/N of the memory share: "
         "spreads CPU-side scheduling of a small model over processes.",
     )
+    decode_at_end: bool = Field(
+        False,
+        description="`/predict` answers: vLLM skips its per-step detokenization and the server "
+        "decodes each answer's tokens once, when it ends (same text, less CPU in the API "
+        "process, which serves every replica); answers with stop strings keep vLLM's.",
+    )
     seed: int = Field(0, description="Engine random seed.")
     engine_extra_args: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict,

@@ -31,7 +31,7 @@ def load_engine(settings: Settings, model_dir: Path, tokenizer: Any) -> Engine:
         try:
             from qaserve.engines.vllm_engine import VllmEngine
 
-            return VllmEngine.load(settings, model_dir, stops)
+            return VllmEngine.load(settings, model_dir, stops, tokenizer)
         except Exception as exc:
             if settings.engine == "vllm":
                 raise

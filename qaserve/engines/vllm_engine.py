@@ -77,9 +77,12 @@ def speculative_config(settings: Settings) -> dict[str, Any] | None:
     return config
 
 
-def sampling_params(params: GenParams, stop_token_ids: list[int], final_only: bool) -> Any:
+def sampling_params(
+    params: GenParams, stop_token_ids: list[int], final_only: bool, detokenize: bool = True
+) -> Any:
     """vLLM SamplingParams for one item; final_only: one output per request (no per-step
-    output objects, which cost CPU time on the batch path)."""
+    output objects, which cost CPU time on the batch path); detokenize=False: token ids only
+    (vLLM needs its detokenizer for stop strings, so they keep it)."""
     from vllm import SamplingParams
 
     kwargs: dict[str, Any] = {
@@ -95,6 +98,8 @@ def sampling_params(params: GenParams, stop_token_ids: list[int], final_only: bo
         "seed": params.seed,
         "skip_special_tokens": True,
     }
+    if not detokenize and not params.stop:
+        kwargs["detokenize"] = False
     try:
         from vllm.sampling_params import RequestOutputKind
 
@@ -118,15 +123,24 @@ def _prepare_platform() -> None:
 class VllmEngine:
     """`ENGINE_REPLICAS` async vLLM engines; a batch is dealt over them and submitted at once."""
 
-    def __init__(self, engines: list[Any], info: EngineInfo, stop_token_ids: list[int]) -> None:
+    def __init__(
+        self,
+        engines: list[Any],
+        info: EngineInfo,
+        stop_token_ids: list[int],
+        tokenizer: Any = None,
+    ) -> None:
         self._engines = engines
         self.info = info
         self._stop_token_ids = stop_token_ids
+        self._tokenizer = tokenizer  # set: answers are decoded here, once (DECODE_AT_END)
         self._dead = False
         self._turn = itertools.count()
 
     @classmethod
-    def load(cls, settings: Settings, model_dir: Path, stop_token_ids: list[int]) -> VllmEngine:
+    def load(
+        cls, settings: Settings, model_dir: Path, stop_token_ids: list[int], tokenizer: Any = None
+    ) -> VllmEngine:
         import vllm
 
         _prepare_platform()
@@ -150,24 +164,41 @@ class VllmEngine:
             details={
                 **{k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
                 "replicas": replicas,
+                "decode_at_end": settings.decode_at_end,
             },
         )
-        return cls(engines, info, stop_token_ids)
+        return cls(engines, info, stop_token_ids, tokenizer if settings.decode_at_end else None)
 
     async def _run_one(
         self, engine: Any, request_id: str, ids: list[int], params: GenParams
     ) -> GenResult:
         result = GenResult()
-        async for out in engine.generate(
-            {"prompt_token_ids": ids},
-            sampling_params(params, self._stop_token_ids, final_only=True),
-            request_id,
-        ):
+        decode_here = self._tokenizer is not None and not params.stop
+        sampling = sampling_params(
+            params, self._stop_token_ids, final_only=True, detokenize=not decode_here
+        )
+        async for out in engine.generate({"prompt_token_ids": ids}, sampling, request_id):
             completion = out.outputs[0]
             result.text = completion.text
             result.token_count = len(completion.token_ids)
             result.finish = completion.finish_reason or result.finish
+            if decode_here:
+                result.text = self.decode(completion.token_ids)
         return result
+
+    def decode(self, token_ids: Any) -> str:
+        """An answer's text from its tokens, as vLLM's own detokenizer writes it: that one
+        never emits a tail that decodes to an unfinished character (U+FFFD), so neither do we."""
+        ids = list(token_ids)
+        while True:
+            text = str(
+                self._tokenizer.decode(
+                    ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                )
+            )
+            if not ids or not text.endswith("\ufffd"):
+                return text
+            ids.pop()
 
     def _deal(self, params: list[GenParams]) -> list[Any]:
         """Each item's engine: longest budgets first, round robin, so replicas finish together."""

@@ -47,6 +47,7 @@ TEMPLATES = [
 ]
 QUESTIONS = [t.format(topic, n=16 * (i + 1)) for i, t in enumerate(TEMPLATES) for topic in TOPICS]
 BUDGETS = [1, 3, 7, NEW_TOKENS]
+LONG_TOKENS = 200
 
 
 def _settings(model_dir: Path) -> Settings:
@@ -133,6 +134,14 @@ def vllm_runs(
             out["stopped"] = await engine.generate([prompt_ids[index]], stopped, None)
             past = time.monotonic() - 1
             out["late"] = await engine.generate(prompt_ids[:5], greedy[:5], past)
+            # DECODE_AT_END on the same engine processes: vLLM returns token ids only and the
+            # server decodes them (random tiny-model tokens: many partial UTF-8 sequences)
+            at_end = VllmEngine(engine._engines, engine.info, engine._stop_token_ids, tokenizer)
+            long = [GenParams(max_new_tokens=LONG_TOKENS)] * 16
+            out["long"] = await engine.generate(prompt_ids[:16], long, None)
+            out["at_end"] = await at_end.generate(prompt_ids, greedy, None)
+            out["at_end_long"] = await at_end.generate(prompt_ids[:16], long, None)
+            out["at_end_stopped"] = await at_end.generate([prompt_ids[index]], stopped, None)
             out["healthy"] = await engine.check_health()
             return out
         finally:
@@ -222,3 +231,25 @@ def test_vllm_deadline_in_the_past(vllm_runs: dict[str, Any]) -> None:
     assert len(results) == 5
     assert {r.finish for r in results} == {"deadline"}
     assert all(isinstance(r.text, str) for r in results)
+
+
+def test_decode_at_end_gives_the_same_answers(vllm_runs: dict[str, Any]) -> None:
+    for plain, at_end in [
+        ("parity", "at_end"),
+        ("long", "at_end_long"),
+        ("stopped", "at_end_stopped"),
+    ]:
+        expected = [(a.text, a.token_count, a.finish) for a in vllm_runs[plain]]
+        got = [(a.text, a.token_count, a.finish) for a in vllm_runs[at_end]]
+        assert got == expected, plain
+    assert sum(a.token_count for a in vllm_runs["at_end_long"]) > 16 * LONG_TOKENS // 2
+
+
+def test_decode_at_end_asks_vllm_for_token_ids_only_without_stop_strings() -> None:
+    from qaserve.engines.vllm_engine import sampling_params
+
+    plain = GenParams(max_new_tokens=8)
+    assert sampling_params(plain, [1], final_only=True).detokenize is True
+    assert sampling_params(plain, [1], final_only=True, detokenize=False).detokenize is False
+    with_stop = GenParams(max_new_tokens=8, stop=("。",))
+    assert sampling_params(with_stop, [1], final_only=True, detokenize=False).detokenize is True
