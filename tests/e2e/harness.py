@@ -293,9 +293,8 @@ def decode_proc_addr(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6A
     return ipaddress.ip_address(raw), int(port_hex, 16)
 
 
-def open_inet_sockets(pids: list[int]) -> list[tuple[str, str, str]]:
-    """(protocol, local, remote) of every TCP/UDP socket the given processes hold open,
-    C-level ones included (zmq, gloo): read from /proc, not from Python."""
+def socket_inodes(pids: list[int]) -> set[str]:
+    """Inode numbers of the sockets the given processes hold open (/proc/PID/fd)."""
     inodes: set[str] = set()
     for pid in pids:
         with contextlib.suppress(OSError):
@@ -304,6 +303,13 @@ def open_inet_sockets(pids: list[int]) -> list[tuple[str, str, str]]:
                     target = os.readlink(fd)
                     if target.startswith("socket:["):
                         inodes.add(target[8:-1])
+    return inodes
+
+
+def open_inet_sockets(pids: list[int]) -> list[tuple[str, str, str]]:
+    """(protocol, local, remote) of every TCP/UDP socket the given processes hold open,
+    C-level ones included (zmq, gloo): read from /proc, not from Python."""
+    inodes = socket_inodes(pids)
     found = []
     for proto in ("tcp", "tcp6", "udp", "udp6"):
         with contextlib.suppress(OSError):

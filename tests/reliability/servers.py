@@ -12,7 +12,6 @@ Nothing here calls pytest, so the load module can start a server outside a test 
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from qaserve.server_process import ServerStartError, free_port, group_members
-from tests.e2e.harness import READY_TIMEOUT_S, Server, decode_proc_addr, spawn
+from tests.e2e.harness import READY_TIMEOUT_S, Server, decode_proc_addr, socket_inodes, spawn
 
 T = TypeVar("T")
 
@@ -87,14 +86,7 @@ def group_rss_kib(pgid: int) -> dict[str, Any]:
 
 def listening_addresses(pids: list[int]) -> list[str]:
     """`ip:port` of every TCP socket in LISTEN state that these processes hold (/proc)."""
-    inodes = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.startswith("socket:["):
-                        inodes.add(target[8:-1])
+    inodes = socket_inodes(pids)
     found = []
     for proto in ("tcp", "tcp6"):
         with contextlib.suppress(OSError):
