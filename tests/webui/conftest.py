@@ -124,8 +124,10 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[Any]:
+    """Module scope: while open, Playwright's sync API keeps an event loop running in this
+    thread, and any later test's `asyncio.run` would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
