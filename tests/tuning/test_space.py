@@ -37,6 +37,8 @@ def test_default_space_names_real_settings_and_checks() -> None:
         "ASYNC_SCHEDULING",
         "VLLM_KV_CACHE_DTYPE",
         "ENABLE_PREFIX_CACHING",
+        "ENGINE_REPLICAS",
+        "DECODE_AT_END",
         "SHORT_MAX_NEW_TOKENS",
         "TRIM_ANSWERS",
         "REPETITION_PENALTY",
