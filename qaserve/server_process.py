@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -266,9 +267,24 @@ def stop_recorded(record: dict[str, Any], grace_s: float = STOP_GRACE_S) -> list
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on, below the kernel's ephemeral range: uvicorn binds only after
+    the engine has loaded, and meanwhile vLLM's own sockets take ephemeral ports (bind to port
+    0), which once took a port picked from that range (a failed tuner trial)."""
+    low = _ephemeral_low()
+    for _ in range(50):
+        port = random.randrange(max(1024, low - 12000), low)
+        if port_free(port, host):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -141,3 +141,15 @@ def test_busy_port_is_waited_for_or_its_owner_killed(tmp_path: Path) -> None:
     cfg = TuneConfig(TUNE_PORT=port, TUNE_KILL_PORT_OWNER=True, STOP_TIMEOUT=5)
     assert _port(cfg, lambda phase, record: None) == port  # --kill-port-owner: it is freed
     assert listener.wait(10) is not None
+
+
+def test_free_port_is_bindable_and_below_the_ephemeral_range() -> None:
+    """vLLM's sockets bind port 0 (ephemeral) while the server loads; ours never compete."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {sp.free_port() for _ in range(20)}
+    assert all(1024 <= p < low for p in ports), ports
+    port = ports.pop()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", port))  # free indeed
+        s.listen()
+        assert not sp.port_free(port)
