@@ -165,6 +165,7 @@ class Tuner:
                 "ACC changed from %s to %s: feasibility is re-judged", attrs["acc"], self.cfg.acc
             )
         study.set_user_attr("acc", self.cfg.acc)
+        study.set_user_attr("acc_drop", self.cfg.acc_drop)
         study.set_user_attr("n_trials", self.cfg.n_trials)
         return study
 

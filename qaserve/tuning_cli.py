@@ -73,7 +73,13 @@ def report(cfg: TuneConfig, out_dir: Path | None) -> int:
     except KeyError:
         print(f"no study {cfg.study!r} in {cfg.storage_url}", file=sys.stderr)
         return 2
-    summary = summarize(cfg.study, study.get_trials(deepcopy=False), cfg.acc, cfg.acc_drop)
+    # the study's own accuracy limit, unless ACC/--acc (or ACC_DROP) says otherwise here
+    limits = {k: study.user_attrs.get(k) for k in ("acc", "acc_drop")}
+    acc, acc_drop = (
+        getattr(cfg, k) if k in cfg.model_fields_set or limits[k] is None else limits[k]
+        for k in ("acc", "acc_drop")
+    )
+    summary = summarize(cfg.study, study.get_trials(deepcopy=False), acc, acc_drop)
     paths = Paths.of(cfg)
     for path in write_report(study, summary, out_dir or paths.report):
         print(f"report: {path}")

@@ -176,6 +176,9 @@ def test_report_and_finished_rerun(
         assert (report / name).read_bytes()[:8] == PNG
     text = (report / "report.md").read_text()
     assert "Best vs reference" in text and "importances need 3 finished trials" in text
+    # without --acc the report keeps the study's own limit (0 here), not the default 0.35
+    assert main(["--out-dir", str(out), "--study", "night", "--report"]) == 0
+    assert "meet the accuracy limit 0.0000" in (report / "report.md").read_text()
     with serve_webhook() as hook, pytest.MonkeyPatch.context() as mp:
         mp.setenv("FEISHU_WEBHOOK", hook.url)
         assert main(flags(out, 3)) == 0  # finished: nothing runs, "finished" is not sent again
