@@ -74,11 +74,10 @@ def report(cfg: TuneConfig, out_dir: Path | None) -> int:
         print(f"no study {cfg.study!r} in {cfg.storage_url}", file=sys.stderr)
         return 2
     # the study's own accuracy limit, unless ACC/--acc (or ACC_DROP) says otherwise here
-    limits = {k: study.user_attrs.get(k) for k in ("acc", "acc_drop")}
-    acc, acc_drop = (
-        getattr(cfg, k) if k in cfg.model_fields_set or limits[k] is None else limits[k]
-        for k in ("acc", "acc_drop")
-    )
+    attrs = study.user_attrs
+    given = cfg.model_fields_set
+    acc = cfg.acc if "acc" in given or attrs.get("acc") is None else float(attrs["acc"])
+    acc_drop = cfg.acc_drop if "acc_drop" in given else attrs.get("acc_drop", cfg.acc_drop)
     summary = summarize(cfg.study, study.get_trials(deepcopy=False), acc, acc_drop)
     paths = Paths.of(cfg)
     for path in write_report(study, summary, out_dir or paths.report):
