@@ -173,16 +173,15 @@ class VllmEngine:
         self, engine: Any, request_id: str, ids: list[int], params: GenParams
     ) -> GenResult:
         result = GenResult()
-        decode_here = self._tokenizer is not None and not params.stop
         sampling = sampling_params(
-            params, self._stop_token_ids, final_only=True, detokenize=not decode_here
+            params, self._stop_token_ids, final_only=True, detokenize=self._tokenizer is None
         )
         async for out in engine.generate({"prompt_token_ids": ids}, sampling, request_id):
             completion = out.outputs[0]
             result.text = completion.text
             result.token_count = len(completion.token_ids)
             result.finish = completion.finish_reason or result.finish
-            if decode_here:
+            if not sampling.detokenize:  # DECODE_AT_END, and no stop strings
                 result.text = self.decode(completion.token_ids)
         return result
 
