@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_server import batch_of
 from record import append, environment, rates, summary
+from steps import kernel_profile, step_curve
 
 from qaserve.engines import stop_token_ids
 from qaserve.engines.vllm_engine import engine_kwargs, sampling_params
@@ -59,6 +60,15 @@ def main() -> None:
         help="engines started side by side measure one at a time: after warm-up write "
         "TURN/ready-LABEL, wait for TURN/go-LABEL, write TURN/done-LABEL when finished",
     )
+    parser.add_argument(
+        "--vllm-defaults",
+        action="store_true",
+        help="vLLM's own engine defaults (only ENGINE_EXTRA_ARGS on top), not our settings: "
+        "the baseline our server is compared with",
+    )
+    parser.add_argument("--step-curve", default="", help="batch sizes, e.g. 1,32,358")
+    parser.add_argument("--step-tokens", type=int, default=128)
+    parser.add_argument("--profile-dir", type=Path, default=None, help="profile one 358 batch")
     args = parser.parse_args()
     from transformers import AutoTokenizer
     from vllm import LLM, EngineArgs
@@ -68,6 +78,16 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     known = {f.name for f in dataclasses.fields(EngineArgs)}
     kwargs = engine_kwargs(settings, model_dir, known)
+    if args.vllm_defaults:
+        kwargs = {"model": kwargs["model"], "tokenizer": kwargs["tokenizer"]}
+        kwargs.update(settings.engine_extra_args)
+    if args.profile_dir:
+        kwargs["profiler_config"] = {
+            "profiler": "torch",
+            "torch_profiler_dir": str(args.profile_dir),
+            "ignore_frontend": True,
+            "torch_profiler_with_stack": False,
+        }
     start = time.monotonic()
     llm = LLM(**kwargs)
     init_s = time.monotonic() - start
@@ -100,8 +120,34 @@ def main() -> None:
             },
             args.results,
         )
+    if args.step_curve or args.profile_dir:
+        where_time_goes(args, llm, service, questions, kwargs)
     if args.turn:
         (args.turn / f"done-{args.label}").touch()
+
+
+def where_time_goes(
+    args: argparse.Namespace, llm: Any, service: QAService, questions: list[str], kwargs: dict
+) -> None:
+    """The step curve and the kernel profile (bench/steps.py) on our prompts."""
+    prompts = [p.token_ids for p in service.plan(batch_of(questions, 358), {})[0]]
+    record = {
+        **environment(args.commit),
+        "label": args.label,
+        "command": " ".join(sys.argv),
+        "engine_args": {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
+    }
+    if args.step_curve:
+        sizes = [int(s) for s in args.step_curve.split(",")]
+        rows = step_curve(llm, prompts, sizes, args.step_tokens)
+        append({**record, "bench": "steps", "steps": rows}, args.results)
+    if args.profile_dir:
+        try:
+            row = kernel_profile(llm, prompts, 358, args.step_tokens, args.profile_dir)
+        except Exception as exc:  # the figures above are kept either way
+            print(f"profile failed: {exc!r}")
+            return
+        append({**record, "bench": "profile", **row}, args.results)
 
 
 def wait_for_turn(turn: Path, label: str) -> None:
