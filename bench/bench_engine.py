@@ -48,7 +48,7 @@ def time_generate(llm: Any, service: QAService, stops: list[int], questions: lis
 def main() -> None:
     parser = argparse.ArgumentParser(description="offline vLLM ceiling on our prompts")
     parser.add_argument("--questions", type=Path, required=True)
-    parser.add_argument("--sizes", default="358,292")
+    parser.add_argument("--sizes", default="358,292", help="batch sizes to time; '' for none")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--label", default="LLM.generate")
     parser.add_argument("--commit", default=None)
@@ -98,7 +98,7 @@ def main() -> None:
     print(f"engine init {init_s:.1f} s")
     if args.turn:
         wait_for_turn(args.turn, args.label)
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in [int(s) for s in args.sizes.split(",") if s]:
         runs = []
         for run in range(args.repeat):
             r = time_generate(llm, service, stops, batch_of(questions, size))

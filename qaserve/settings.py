@@ -128,15 +128,15 @@ class Settings(BaseSettings):
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split over.")
     data_parallel_size: int = Field(1, ge=1, description="Model replicas (one per GPU group).")
-    engine_replicas: int = Field(
-        1,
-        ge=1,
-        le=8,
+    engine_replicas: Annotated[int, Field(ge=1, le=8)] | Literal["auto"] = Field(
+        "auto",
         description="vLLM engines sharing the GPU(s), each with 1/N of the memory share: "
-        "spreads CPU-side scheduling of a small model over processes.",
+        "spreads CPU-side scheduling of a small model over processes. `auto`: 2 on an NVIDIA "
+        "GPU when two copies of the weights take at most 1/4 of the memory share and there "
+        "are 4+ CPU cores, else 1 (the log and `/info` say which and why).",
     )
     decode_at_end: bool = Field(
-        False,
+        True,
         description="`/predict` answers: vLLM skips its per-step detokenization and the server "
         "decodes each answer's tokens once, when it ends (same text, less CPU in the API "
         "process, which serves every replica); answers with stop strings keep vLLM's.",

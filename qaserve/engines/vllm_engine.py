@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qaserve.engines.base import EngineInfo, GenParams, GenResult
+from qaserve.engines.replicas import engine_replicas
 
 if TYPE_CHECKING:
     from qaserve.settings import Settings
@@ -153,7 +154,7 @@ class VllmEngine:
 
         known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
         kwargs = engine_kwargs(settings, model_dir, known)
-        replicas = settings.engine_replicas
+        replicas, why = engine_replicas(settings, model_dir)
         # replicas share the GPU: each engine process schedules its own share of the batch
         kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization / replicas
         engines = [engine_cls.from_engine_args(AsyncEngineArgs(**kwargs)) for _ in range(replicas)]
@@ -164,6 +165,7 @@ class VllmEngine:
             details={
                 **{k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
                 "replicas": replicas,
+                "replicas_reason": why,
                 "decode_at_end": settings.decode_at_end,
             },
         )

