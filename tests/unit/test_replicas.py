@@ -99,3 +99,59 @@ def test_auto_on_this_machine_reads_vllms_platform_and_the_weight_files(tmp_path
         count, reason = engine_replicas(_settings(), tmp_path)
         assert count == 1
         assert reason.startswith("auto: not an NVIDIA GPU")
+
+
+class _FakeAsyncLLM:
+    """Stands in for vLLM's AsyncLLM: the second of two engines fails to start."""
+
+    started: list[_FakeAsyncLLM] = []
+    fail_at: set[int] = set()
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.shut = False
+
+    @classmethod
+    def from_engine_args(cls, args: Any) -> _FakeAsyncLLM:
+        if len(cls.started) in cls.fail_at:
+            cls.started.append(None)  # type: ignore[arg-type]
+            raise RuntimeError("No available memory for the cache blocks")
+        engine = cls(args.gpu_memory_utilization)
+        cls.started.append(engine)
+        return engine
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+
+def _load_with_fake_engines(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Settings, fail_at: set[int]
+) -> VllmEngine:
+    import vllm.v1.engine.async_llm as async_llm
+
+    from qaserve.engines import vllm_engine
+
+    _FakeAsyncLLM.started, _FakeAsyncLLM.fail_at = [], fail_at
+    monkeypatch.setattr(async_llm, "AsyncLLM", _FakeAsyncLLM)
+    monkeypatch.setattr(vllm_engine, "engine_replicas", lambda s, m: (2, "auto: test machine"))
+    return VllmEngine.load(settings, tmp_path, stop_token_ids=[])
+
+
+def test_auto_falls_back_to_one_engine_with_the_whole_share_when_two_do_not_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = _load_with_fake_engines(monkeypatch, tmp_path, _settings(), fail_at={1})
+    first, _, last = _FakeAsyncLLM.started
+    assert first.shut, "the engine that did start is shut down before the retry"
+    assert first.share == pytest.approx(0.45)
+    assert engine._engines == [last] and last.share == pytest.approx(0.9)
+    assert engine.info.details["replicas"] == 1
+    assert "2 did not start" in engine.info.details["replicas_reason"]
+
+
+def test_a_set_replica_count_that_does_not_start_fails_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with pytest.raises(RuntimeError, match="No available memory"):
+        _load_with_fake_engines(monkeypatch, tmp_path, _settings(engine_replicas=2), fail_at={1})
+    assert _FakeAsyncLLM.started[0].shut
