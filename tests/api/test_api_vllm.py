@@ -52,6 +52,10 @@ def test_ready_on_vllm(client: TestClient) -> None:
     info = client.get("/info").json()
     assert info["engine"]["name"] == "vllm"
     assert info["engine_args"]["dtype"] == "float32"
+    # the defaults on a CPU: ENGINE_REPLICAS=auto keeps one engine and says why; DECODE_AT_END
+    assert info["engine_args"]["replicas"] == 1
+    assert info["engine_args"]["replicas_reason"].startswith("auto: not an NVIDIA GPU")
+    assert info["engine_args"]["decode_at_end"] is True
 
 
 def test_grader_batch_of_358(client: TestClient) -> None:
