@@ -10,4 +10,4 @@ commit=${1:-unknown}
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
 bash bench/device_model.sh
 . bench/server_variants.sh
-serve_variants dummy .bench/questions.json /tmp/q05 --env 'ENGINE_EXTRA_ARGS={"load_format":"dummy"}'
+serve_variants dummy .bench/questions.json /tmp/q05 'ENGINE_EXTRA_ARGS={"load_format":"dummy"}'
