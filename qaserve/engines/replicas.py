@@ -57,6 +57,8 @@ def engine_replicas(settings: Settings, model_dir: Path) -> tuple[int, str]:
     """ENGINE_REPLICAS as set, or what `auto` means on this machine for this model."""
     if isinstance(settings.engine_replicas, int):
         return settings.engine_replicas, "set"
+    if not model_dir.is_dir():
+        return 1, "auto: the model is not a local folder (its size is unknown)"
     count, reason = auto_replicas(settings, this_machine(), weights_size(model_dir))
     log.info("ENGINE_REPLICAS=auto: %d engine(s): %s", count, reason)
     return count, f"auto: {reason}"

