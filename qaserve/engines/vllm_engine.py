@@ -114,20 +114,28 @@ def sampling_params(
 
 def _start(
     engine_cls: Any, args_cls: Any, kwargs: dict[str, Any], settings: Settings, replicas: int
-) -> list[Any]:
+) -> tuple[list[Any], str]:
     """`replicas` engines, each with 1/replicas of the memory share (they share the GPU, and
-    each engine process schedules its own part of a batch). If one fails, those already
-    started are shut down before the error goes on."""
-    kwargs = {**kwargs, "gpu_memory_utilization": settings.gpu_memory_utilization / replicas}
+    each engine process schedules its own part of a batch). When `auto` chose several and a
+    later one fails (the first started, so the model is fine: the machine is too small), those
+    started are shut down and one engine starts with the whole share; otherwise the error goes
+    on. Returns the engines and a note for /info ("" when all started)."""
+    share = settings.gpu_memory_utilization / replicas
     engines: list[Any] = []
     try:
         for _ in range(replicas):
-            engines.append(engine_cls.from_engine_args(args_cls(**kwargs)))
-    except Exception:
+            args = args_cls(**{**kwargs, "gpu_memory_utilization": share})
+            engines.append(engine_cls.from_engine_args(args))
+    except Exception as exc:
         for engine in engines:
             engine.shutdown()
-        raise
-    return engines
+        if not engines or settings.engine_replicas != "auto":
+            raise
+        log.warning("%d engines did not start (%s); starting one", replicas, exc)
+        return _start(engine_cls, args_cls, kwargs, settings, 1)[0], (
+            f"; {replicas} did not start: {exc}"
+        )
+    return engines, ""
 
 
 def _prepare_platform() -> None:
@@ -173,23 +181,15 @@ class VllmEngine:
         known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
         kwargs = engine_kwargs(settings, model_dir, known)
         replicas, why = engine_replicas(settings, model_dir)
-        try:
-            engines = _start(engine_cls, AsyncEngineArgs, kwargs, settings, replicas)
-        except Exception as exc:
-            if settings.engine_replicas != "auto" or replicas == 1:
-                raise
-            # auto's guess did not fit this machine: one engine with the whole share still does
-            log.warning("%d engines did not start (%s); starting one", replicas, exc)
-            replicas, why = 1, f"{why}; {replicas} did not start: {exc}"
-            engines = _start(engine_cls, AsyncEngineArgs, kwargs, settings, replicas)
+        engines, fallback = _start(engine_cls, AsyncEngineArgs, kwargs, settings, replicas)
         info = EngineInfo(
             name="vllm",
             version=vllm.__version__,
             model=str(model_dir),
             details={
                 **{k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
-                "replicas": replicas,
-                "replicas_reason": why,
+                "replicas": len(engines),
+                "replicas_reason": why + fallback,
                 "decode_at_end": settings.decode_at_end,
             },
         )

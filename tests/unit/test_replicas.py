@@ -155,6 +155,14 @@ def test_auto_falls_back_to_one_engine_with_the_whole_share_when_two_do_not_star
     assert "2 did not start" in engine.info.details["replicas_reason"]
 
 
+def test_auto_does_not_retry_when_the_first_engine_fails_the_model_is_the_problem(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with pytest.raises(RuntimeError, match="No available memory"):
+        _load_with_fake_engines(monkeypatch, tmp_path, _settings(), fail_at={0})
+    assert len(_FakeAsyncLLM.started) == 1, "one attempt only"
+
+
 def test_a_set_replica_count_that_does_not_start_fails_the_start(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
