@@ -133,8 +133,8 @@ class Settings(BaseSettings):
         description="vLLM engines sharing the GPU(s), each with 1/N of the memory share: "
         "spreads CPU-side scheduling of a small model over processes. `auto`: 2 on an NVIDIA "
         "GPU when two copies of the weights take at most 1/4 of the memory share and there "
-        "are 4+ CPU cores, else 1; one if two fail to start (the log and `/info` say which "
-        "and why).",
+        "are 4+ CPU cores, else 1; one if the second fails to start (the log and `/info` say "
+        "which and why).",
     )
     decode_at_end: bool = Field(
         True,
