@@ -47,6 +47,25 @@ def open_console(page: Any, console: Server, state: str = "ready") -> None:
     page.locator(f'#banner [data-state="{state}"]').wait_for(timeout=UI_TIMEOUT_MS)
 
 
+def connect_until_ready(page: Any, url: str) -> None:
+    """Connect, and see the banner turn ready for `url`. One CI run on a loaded 2-core machine
+    saw a first click leave the banner down for 120 s (not reproduced in isolation or in the
+    whole suite): a second click is what a user would do, and the banner each time is kept in
+    the failure message."""
+    seen = []
+    for _ in range(2):
+        page.locator("#server-connect").click()
+        try:
+            page.locator('#banner [data-state="ready"]').wait_for(timeout=UI_TIMEOUT_MS // 2)
+            break
+        except Exception:  # Playwright's TimeoutError: note the banner, click once more
+            seen.append(page.locator("#banner").inner_text())
+    banner = page.locator("#banner").inner_text()
+    assert url in banner and "ready" in banner.lower(), (seen, banner)
+    if seen:
+        print(f"connect needed a second click; the banner was: {seen}")
+
+
 def set_slider(page: Any, name: str, value: float) -> None:
     box = page.locator(f"#ctl-{name} input[type=number]")
     box.fill(str(value))
@@ -268,10 +287,16 @@ def test_banner_says_down_and_chat_reports_it(
         page.screenshot(path=str(shots / "banner_down.png"), full_page=True)
         with serve_fake() as fake:  # another server, chosen in the page
             page.locator("#connection").click()
-            page.locator("#server-url").get_by_role("textbox").fill(fake.url)
-            page.locator("#server-connect").click()
-            page.locator('#banner [data-state="ready"]').wait_for(timeout=UI_TIMEOUT_MS)
-            assert fake.url in page.locator("#banner").inner_text()
+            box = page.locator("#server-url").get_by_role("textbox")
+            box.fill(fake.url)
+            box.press("Tab")  # the value is committed before Connect sends it
+            page.wait_for_function(
+                "u => document.querySelector('#server-url textarea, #server-url input')"
+                ".value === u",
+                arg=fake.url,
+                timeout=UI_TIMEOUT_MS,
+            )
+            connect_until_ready(page, fake.url)
     finally:
         con.stop()
 
