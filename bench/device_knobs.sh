@@ -16,3 +16,4 @@ d='ENGINE_EXTRA_ARGS={"load_format":"dummy"}'
 serve_settings knobs .bench/questions.json /tmp/q05 "defaults $d" "fp8-kv $d VLLM_KV_CACHE_DTYPE=fp8" \
   "no-prefix-cache $d ENABLE_PREFIX_CACHING=0" "batched-8k $d MAX_NUM_BATCHED_TOKENS=8192" \
   "batched-32k $d MAX_NUM_BATCHED_TOKENS=32768"
+cp /tmp/knobs-*.log "${OUT:-/tmp/out}/"
