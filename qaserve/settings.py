@@ -102,7 +102,11 @@ class Settings(BaseSettings):
     )
     max_num_seqs: int = Field(512, ge=1, description="Sequences vLLM schedules at once.")
     max_num_batched_tokens: int | None = Field(
-        None, ge=1, description="vLLM's token budget per scheduler step (unset: vLLM's default)."
+        32768,
+        ge=1,
+        description="vLLM's token budget per scheduler step: a big batch's prompts go through "
+        "in fewer steps. vLLM's async engine defaults to 2,048; 32,768 was 1.2x faster at "
+        "2,048 items on an H200 and as fast at 358, with the same answers.",
     )
     enable_prefix_caching: bool = Field(
         True, description="Reuse the KV cache of the shared system prompt."

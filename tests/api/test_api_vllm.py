@@ -56,6 +56,7 @@ def test_ready_on_vllm(client: TestClient) -> None:
     assert info["engine_args"]["replicas"] == 1
     assert info["engine_args"]["replicas_reason"].startswith("auto: not an NVIDIA GPU")
     assert info["engine_args"]["decode_at_end"] is True
+    assert info["engine_args"]["max_num_batched_tokens"] == 32768  # above vLLM's 2,048
 
 
 def test_grader_batch_of_358(client: TestClient) -> None:
