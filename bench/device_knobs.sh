@@ -5,8 +5,8 @@
 #   defaults          the server as shipped
 #   fp8-kv            VLLM_KV_CACHE_DTYPE=fp8
 #   no-prefix-cache   ENABLE_PREFIX_CACHING=0 (the system prompt's KV is computed per question)
-#   batched-8k/32k    MAX_NUM_BATCHED_TOKENS 8192 / 32768 (vLLM's default here: its own)
-#   bash bench/device_knobs.sh COMMIT                        # ~8 min; VARIANT_TIMEOUT=190
+#   batched-2k/8k     MAX_NUM_BATCHED_TOKENS 2048 (vLLM's async engine default) / 8192 (ours: 32768)
+#   bash bench/device_knobs.sh COMMIT    # ~10 min (over one call): SIZES=358, then SIZES=2048
 set -uo pipefail
 commit=${1:-unknown}
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
@@ -14,6 +14,6 @@ bash bench/device_model.sh
 . bench/server_variants.sh
 d='ENGINE_EXTRA_ARGS={"load_format":"dummy"}'
 serve_settings knobs .bench/questions.json /tmp/q05 "defaults $d" "fp8-kv $d VLLM_KV_CACHE_DTYPE=fp8" \
-  "no-prefix-cache $d ENABLE_PREFIX_CACHING=0" "batched-8k $d MAX_NUM_BATCHED_TOKENS=8192" \
-  "batched-32k $d MAX_NUM_BATCHED_TOKENS=32768"
+  "no-prefix-cache $d ENABLE_PREFIX_CACHING=0" "batched-2k $d MAX_NUM_BATCHED_TOKENS=2048" \
+  "batched-8k $d MAX_NUM_BATCHED_TOKENS=8192"
 cp /tmp/knobs-*.log "${OUT:-/tmp/out}/"

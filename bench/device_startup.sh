@@ -4,8 +4,8 @@
 # as on a fresh grading machine), then warm, dummy weights, answers compared with cold-defaults':
 #   cold-defaults     the server as shipped, nothing compiled yet
 #   warm-defaults     the same, its caches now filled by cold-defaults
-#   cold-no-compile   compilation_config mode 0: no torch.compile (vLLM's own kernels), full
-#                     CUDA graphs only
+#   cold-no-compile   compilation_config mode 0: no torch.compile (vLLM's own kernels), with
+#                     full CUDA graphs for decode steps (mode 0 alone turns graphs off in vLLM 0.25)
 # The servers' logs come back in $OUT (where the start-up time goes).
 #   bash bench/device_startup.sh COMMIT                      # ~6 min; VARIANT_TIMEOUT=170
 set -uo pipefail
@@ -16,7 +16,8 @@ bash bench/device_model.sh
 caches() { echo "VLLM_CACHE_ROOT=$1 TORCHINDUCTOR_CACHE_DIR=$1/inductor TRITON_CACHE_DIR=$1/triton"; }
 rm -rf /tmp/cold-1 /tmp/cold-2
 d='ENGINE_EXTRA_ARGS={"load_format":"dummy"}'
+nc='ENGINE_EXTRA_ARGS={"load_format":"dummy","compilation_config":{"mode":0,"cudagraph_mode":"FULL_DECODE_ONLY"}}'
 serve_settings startup .bench/questions.json /tmp/q05 "cold-defaults $d $(caches /tmp/cold-1)" \
   "warm-defaults $d $(caches /tmp/cold-1)" \
-  "cold-no-compile ENGINE_EXTRA_ARGS={\"load_format\":\"dummy\",\"compilation_config\":{\"mode\":0}} $(caches /tmp/cold-2)"
+  "cold-no-compile $nc $(caches /tmp/cold-2)"
 cp /tmp/startup-*.log "${OUT:-/tmp/out}/"
