@@ -56,6 +56,7 @@ class AppState:
     dead: bool = False
     exit_on_death: bool = True
     started: float = field(default_factory=time.monotonic)
+    startup_s: dict[str, float] = field(default_factory=dict)  # where the start-up went
 
 
 def create_app(
@@ -108,14 +109,32 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
     from qaserve.prompts import PromptBuilder
 
     tokenizer = AutoTokenizer.from_pretrained(state.model_dir)
+    phases = [("model and tokenizer", time.monotonic())]
     engine = engine_factory(settings, state.model_dir, tokenizer)
+    phases.append(("engine", time.monotonic()))
     log.info("engine %s %s loaded %s", engine.info.name, engine.info.version, state.model_dir)
     builder = PromptBuilder(tokenizer, settings.chat_template)
     state.service = QAService(settings, engine, builder, state.metrics)
     if settings.warmup:
         await state.service.warm_up()
+    phases.append(("warm-up", time.monotonic()))
+    state.startup_s = _phase_times(state.started, phases)
     state.ready = True
-    log.info("ready after %.1f s", time.monotonic() - state.started)
+    log.info(
+        "ready after %.1f s (%s)",
+        state.startup_s["total"],
+        ", ".join(f"{name} {state.startup_s[name]:.1f} s" for name, _ in phases),
+    )
+
+
+def _phase_times(start: float, phases: list[tuple[str, float]]) -> dict[str, float]:
+    """Seconds each phase took (each ends at its time stamp), and their total."""
+    times, last = {}, start
+    for name, end in phases:
+        times[name] = round(end - last, 1)
+        last = end
+    times["total"] = round(last - start, 1)
+    return times
 
 
 async def _watch(state: AppState) -> None:
@@ -245,4 +264,5 @@ def _info(state: AppState) -> dict[str, Any]:
         "settings": state.settings.non_defaults(),
         "system_prompt": service.system_prompt if service else None,
         "uptime_s": round(time.monotonic() - state.started, 1),
+        "startup_s": state.startup_s,
     }

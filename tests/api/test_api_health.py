@@ -100,6 +100,10 @@ def test_info_shows_engine_and_masked_settings(client: TestClient, tiny_model_di
     assert info["settings"]["admin_token"] == "***"
     assert info["settings"]["max_batch_items"] == SHARED_SETTINGS["max_batch_items"]
     assert "port" not in info["settings"]  # only non-default settings are listed
+    startup = info["startup_s"]  # where the start-up went, and in all
+    assert list(startup) == ["model and tokenizer", "engine", "warm-up", "total"]
+    parts = sum(v for k, v in startup.items() if k != "total")
+    assert min(startup.values()) >= 0 and abs(parts - startup["total"]) <= 0.2
 
 
 def test_info_never_contains_the_admin_token(client: TestClient) -> None:
