@@ -94,7 +94,7 @@ def run(
 ) -> None:
     """Time each batch size `args.repeat` times; print a row per run, append one line per size."""
     info = httpx.get(url + "/info").json()
-    print(f"ready after {ready_s:.1f} s; engine {info['engine']}")
+    print(f"ready after {ready_s:.1f} s ({info.get('startup_s')}); engine {info['engine']}")
     print(f"{'label':<14}{'size':>6}{'run':>4}{'s':>8}{'chars/s':>10}{'tok/s':>10}{'empty':>6}")
     for size in [int(s) for s in args.sizes.split(",")]:
         runs = []
@@ -120,6 +120,7 @@ def run(
                 "engine": info["engine"],
                 "engine_args": info["engine_args"],
                 "ready_s": round(ready_s, 1),
+                "startup_s": info.get("startup_s"),  # the server's own split of it
                 "gpu_memory_used_mib": gpu_memory_mib(),
                 "size": size,
                 **summary(runs),
