@@ -75,6 +75,18 @@ def test_the_model_is_downloaded_at_build_time_into_the_served_place() -> None:
     assert "download_model.py" in script
 
 
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_vllm_model_info_is_cached_after_the_download_with_the_served_model(name: str) -> None:
+    steps = [(i["instruction"], i["value"]) for i in _parsed(name).structure]
+    runs = [value for kind, value in steps if kind == "RUN"]
+    fill = next(i for i, v in enumerate(runs) if "qaserve.vllm_cache" in v)
+    download = next(i for i, v in enumerate(runs) if "image_download.sh" in v)
+    assert fill > download
+    at = steps.index(("RUN", runs[fill]))
+    envs = " ".join(value for kind, value in steps[:at] if kind == "ENV")
+    assert "MODEL_ID=" in envs  # it resolves the model as the server will
+
+
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
     for entry in ("model/", "models/", ".venv*", ".git", "artifacts/", "**/__pycache__", ".dev*/"):
