@@ -24,7 +24,8 @@ COPY . .
 # the server resolves the download of MODEL_ID under ./model; nothing at run time needs the network
 ENV MODEL_ID=${MODEL_ID} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # vLLM's model inspection needs no GPU: cached now, not at each new container's first start
-RUN python3 -m qaserve.vllm_cache
+# (best effort: a vLLM that cannot do it here leaves it to the first start, as before)
+RUN timeout 300 python3 -m qaserve.vllm_cache || echo "vLLM's model info not cached"
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
     CMD python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)"
