@@ -1,8 +1,8 @@
 """Fill the part of vLLM's cache that needs no GPU, so a new container's first start skips it.
 
 The first time vLLM meets a model architecture it inspects the model class in a subprocess and
-keeps the result under `VLLM_CACHE_ROOT` (`modelinfos/`). That took ~22 s of a cold 128 s
-start on the H200 machine and 10 s on a 2-core CPU; with the cache filled it is instant. The
+keeps the result under `VLLM_CACHE_ROOT` (`modelinfos/`). It took 10 s on a 2-core CPU and
+nothing once cached; a cold start on the H200 machine (128 s) spent ~22 s at that step. The
 Docker images run this at build time, after the model download (no GPU needed).
 
     python -m qaserve.vllm_cache              # the model the server would load
