@@ -1,15 +1,20 @@
 """Grader-facing server over vLLM (or the transformers fallback).
 
+python serve.py --port 8000 --model-dir model/x   # flags or environment (see --help)
 uvicorn serve:app --host 0.0.0.0 --port 8000      # settings from the environment
-python serve.py --port 8000 --model-dir model/x   # or flags (see --help)
 """
 
-from qaserve.launcher import configure_logging, serve_main
-from qaserve.server import create_app
-from qaserve.settings import get_settings
+from typing import Any
 
-configure_logging(get_settings().log_level)
-app = create_app()
+from qaserve.launcher import app_from_environment, serve_main
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn serve:app`: the app is built when uvicorn asks for it, never at import
+    if name == "app":
+        return app_from_environment()
+    raise AttributeError(name)
+
 
 if __name__ == "__main__":
     serve_main()

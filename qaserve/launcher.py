@@ -12,13 +12,20 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
-from typing import Any
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from qaserve.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+from qaserve.settings import Settings, SettingsError, get_settings, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_ENGINE_DIED = 70  # the engine died: a supervisor should restart the server
+EXIT_STARTUP_FAILED = 3  # uvicorn's own status when the app does not start
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -52,15 +59,71 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)  # strings: Settings parses them as it parses env values
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """HOST:PORT bound before anything loads, so a busy port ends the start in seconds, not after
+    a minute of loading; it listens (and the grader connects) only once the app is ready."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        owner = port_owner(port)
+        raise SystemExit(
+            f"cannot listen on {host}:{port}: {exc.strerror}"
+            + (f"; it is held by {owner}" if owner else "")
+            + ". Stop that process or choose another PORT."
+        ) from None
+    return sock
+
+
+def port_owner(port: int) -> str | None:
+    """'pid N (command)' of the process listening on `port`, where /proc lets us see it."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                cmd = b" ".join((fd_dir.parent / "cmdline").read_bytes().split())
+                return f"pid {fd_dir.parent.name} ({cmd.decode(errors='replace')[:120]})"
+        except OSError:
+            continue
+    return None
+
+
+@lru_cache(maxsize=1)
+def app_from_environment() -> FastAPI:
+    """The app `uvicorn serve:app` runs: settings from the environment only."""
+    from qaserve.server import create_app
+
+    configure_logging(get_settings().log_level)
+    return create_app()
+
+
 def serve_main(argv: list[str] | None = None) -> None:
-    """Parse flags, then run uvicorn on the app built from the resulting settings."""
+    """Parse flags, bind the port, then run uvicorn on the app built from the settings."""
     import uvicorn
 
     from qaserve.server import create_app
 
     args = settings_parser("Serve the Q&A model for the grader.").parse_args(argv)
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None  # one line naming the variable, no traceback
     configure_logging(settings.log_level)
+    sock = listening_socket(settings.host, settings.port)
     app = create_app(settings)
 
     def stopped(*_: Any) -> None:
@@ -74,5 +137,10 @@ def serve_main(argv: list[str] | None = None) -> None:
     # uvicorn drains requests on SIGTERM, then raises it again to die by it (status -15);
     # this handler makes that a clean exit: 0 after a stop, EXIT_ENGINE_DIED after a death.
     signal.signal(signal.SIGTERM, stopped)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")
+    )
+    server.run(sockets=[sock])
+    if not server.started:  # the app did not start (the log says why)
+        sys.exit(EXIT_STARTUP_FAILED)
     stopped()

@@ -18,6 +18,16 @@ SMOKE_DIR_NAME = "smoke-tiny-qwen"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model"  # shipped with the code
 WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
+CONTEXT_KEYS = (  # config.json keys vLLM reads a context length from
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+)
 
 
 class ModelNotFoundError(RuntimeError):
@@ -65,21 +75,17 @@ def downloaded_dir(cache_dir: Path, model_id: str) -> Path | None:
 
 
 def resolve_model_dir(settings: Settings) -> Path:
-    """MODEL_DIR if it holds a model, else the download of MODEL_ID, else (when allowed) the
-    smoke model or the bundled demo model; otherwise raise ModelNotFoundError saying how to
-    get one."""
+    """MODEL_DIR (an error if it holds no model), else the download of MODEL_ID, else (when
+    allowed) the smoke model or the bundled demo model; otherwise raise ModelNotFoundError
+    saying how to get one."""
     given = settings.model_dir
-    if given is not None and is_model_dir(given):
-        return given
-    # benchmarks: vLLM's dummy weights need only config.json and the tokenizer
-    dummy = settings.engine_extra_args.get("load_format") == "dummy"
-    if given is not None and dummy and (given / "config.json").is_file():
+    if given is not None:  # a model the user named is served or refused, never replaced
+        _check_given(given, settings.engine_extra_args.get("load_format") == "dummy")
         return given
     found = downloaded_dir(settings.model_cache_dir, settings.model_id)
     if found is not None:
         return found
-    where = f"MODEL_DIR={settings.model_dir} holds no model; " if settings.model_dir else ""
-    where += f"no download of MODEL_ID={settings.model_id} under {settings.model_cache_dir}/"
+    where = f"no download of MODEL_ID={settings.model_id} under {settings.model_cache_dir}/"
     if settings.smoke_model_fallback:
         log.warning("%s", where)
         return smoke_model_dir(settings.model_cache_dir)
@@ -96,6 +102,72 @@ def resolve_model_dir(settings: Settings) -> Path:
         "(needs network), point MODEL_DIR at a model directory, or set SMOKE_MODEL_FALLBACK=1 "
         "to serve a tiny random model for smoke tests."
     )
+
+
+def _check_given(path: Path, dummy_weights: bool) -> None:
+    """MODEL_DIR must hold a model (vLLM's dummy weights need only config.json)."""
+    if not path.is_dir():
+        missing = "does not exist" if not path.exists() else "is not a directory"
+    elif not (path / "config.json").is_file():
+        missing = "has no config.json"
+    elif not dummy_weights and not is_model_dir(path):
+        missing = f"has no weights ({', '.join(WEIGHT_GLOBS)})"
+    else:
+        return
+    raise ModelNotFoundError(
+        f"MODEL_DIR={path} {missing}: point MODEL_DIR at a model directory (config.json, "
+        "tokenizer, weights), or unset it to serve the download of MODEL_ID."
+    )
+
+
+def context_length(path: Path) -> int | None:
+    """The longest context the model takes, derived from config.json as vLLM derives it (the
+    smallest of its length keys, times a rope-scaling factor); None when it says nothing."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    config = config.get("text_config", config) if isinstance(config, dict) else {}
+    lengths = [config[k] for k in CONTEXT_KEYS if isinstance(config.get(k), int)]
+    if not lengths:
+        return None
+    length = min(lengths)
+    scaling = config.get("rope_scaling") or {}
+    kind = scaling.get("rope_type", scaling.get("type")) if isinstance(scaling, dict) else None
+    factor = scaling.get("factor") if isinstance(scaling, dict) else None
+    if isinstance(factor, (int, float)) and kind not in (
+        None,
+        "default",
+        "su",
+        "longrope",
+        "llama3",
+    ):
+        if kind == "yarn":
+            length = int(scaling.get("original_max_position_embeddings", length))
+        length = int(length * factor)
+    return length
+
+
+def fit_context(settings: Settings, model_dir: Path) -> Settings:
+    """MAX_MODEL_LEN fitted to the model: its default is capped to the model's context (with a
+    warning); a longer value the user chose is an error naming both numbers."""
+    limit = context_length(model_dir)
+    wanted = settings.max_model_len
+    if limit is None or wanted <= limit:
+        return settings
+    default = type(settings).model_fields["max_model_len"].default
+    if wanted != default:
+        raise ModelNotFoundError(
+            f"MAX_MODEL_LEN={wanted} is longer than the {limit} tokens the model at {model_dir} "
+            f"takes (config.json); set MAX_MODEL_LEN to {limit} or less."
+        )
+    log.warning(
+        "MAX_MODEL_LEN: the default %d is longer than the model's %d tokens; using %d",
+        wanted,
+        limit,
+        limit,
+    )
+    return settings.model_copy(update={"max_model_len": limit})
 
 
 def check_model_files(path: Path) -> None:

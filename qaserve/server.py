@@ -92,18 +92,24 @@ def create_app(
 
 
 async def _start(state: AppState, engine_factory: EngineFactory) -> None:
-    from qaserve.model_path import CorruptModelError, check_model_files, resolve_model_dir
+    from qaserve.model_path import (
+        ModelNotFoundError,
+        check_model_files,
+        fit_context,
+        resolve_model_dir,
+    )
 
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
-    settings = state.settings
-    log.info("settings (non-default): %s", settings.non_defaults())
-    state.model_dir = resolve_model_dir(settings)
+    log.info("settings (non-default): %s", state.settings.non_defaults())
     try:  # seconds, before the engine spends a minute failing on it with an obscure error
+        state.model_dir = resolve_model_dir(state.settings)
         check_model_files(state.model_dir)
-    except CorruptModelError as exc:
+        state.settings = fit_context(state.settings, state.model_dir)
+    except ModelNotFoundError as exc:
         log.error("cannot serve: %s", exc)
         raise
+    settings = state.settings
     from transformers import AutoTokenizer
 
     from qaserve.prompts import PromptBuilder
@@ -258,6 +264,7 @@ def _info(state: AppState) -> dict[str, Any]:
         "engine": None if engine is None else {"name": engine.name, "version": engine.version},
         "engine_args": None if engine is None else engine.details,
         "model_dir": str(state.model_dir) if state.model_dir else None,
+        "max_model_len": state.settings.max_model_len,
         "smoke_model": smoke,
         "demo_model": bool(state.model_dir and (state.model_dir / DEMO_MARKER).exists()),
         "python": platform.python_version(),

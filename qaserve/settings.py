@@ -27,6 +27,28 @@ DEFAULT_LONG_PATTERN = (
 )
 
 
+# vLLM engine arguments that a typed setting already owns: ENGINE_EXTRA_ARGS may not set them,
+# or the engine would run with one value while the server plans with another
+TYPED_ENGINE_ARGS = {
+    "model": "MODEL_DIR",
+    "tokenizer": "MODEL_DIR",
+    "dtype": "DTYPE",
+    "seed": "SEED",
+    "gpu_memory_utilization": "GPU_MEMORY_UTILIZATION",
+    "max_model_len": "MAX_MODEL_LEN",
+    "max_num_seqs": "MAX_NUM_SEQS",
+    "max_num_batched_tokens": "MAX_NUM_BATCHED_TOKENS",
+    "enable_prefix_caching": "ENABLE_PREFIX_CACHING",
+    "quantization": "VLLM_QUANTIZATION",
+    "kv_cache_dtype": "VLLM_KV_CACHE_DTYPE",
+    "enforce_eager": "ENFORCE_EAGER",
+    "async_scheduling": "ASYNC_SCHEDULING",
+    "speculative_config": "ENABLE_SPECULATIVE_DECODING and SPEC_*",
+    "tensor_parallel_size": "TENSOR_PARALLEL_SIZE",
+    "data_parallel_size": "DATA_PARALLEL_SIZE",
+}
+
+
 class SettingsError(ValueError):
     """Invalid environment: the message names each variable and what is wrong with it."""
 
@@ -61,7 +83,9 @@ class Settings(BaseSettings):
 
     # --- model ---
     model_dir: Path | None = Field(
-        None, description="Model directory to serve; if unset or missing, resolve `MODEL_ID`."
+        None,
+        description="Model directory to serve (an error if it holds no model); unset: the "
+        "download of `MODEL_ID`.",
     )
     model_id: str = Field(
         "Qwen/Qwen2.5-0.5B-Instruct",
@@ -98,7 +122,10 @@ class Settings(BaseSettings):
         0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may take."
     )
     max_model_len: int = Field(
-        4096, ge=64, description="Context length (prompt + answer); longer prompts are cut."
+        4096,
+        ge=64,
+        description="Context length (prompt + answer); longer prompts are cut. The default "
+        "is capped to the model's own context length; a longer value set here is an error.",
     )
     max_num_seqs: int = Field(512, ge=1, description="Sequences vLLM schedules at once.")
     max_num_batched_tokens: int | None = Field(
@@ -149,7 +176,8 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="Engine random seed.")
     engine_extra_args: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict,
-        description="JSON object of further vLLM engine arguments (unknown names are dropped).",
+        description="JSON object of further vLLM engine arguments (unknown names are dropped; "
+        "those with a setting of their own, e.g. `max_model_len`, are refused).",
     )
 
     # --- generation ---
@@ -204,6 +232,11 @@ class Settings(BaseSettings):
         value = _json(value, {})
         if not isinstance(value, dict):
             raise ValueError('must be a JSON object, e.g. {"load_format": "dummy"}')
+        owned = [
+            f"{key} (set {TYPED_ENGINE_ARGS[key]})" for key in value if key in TYPED_ENGINE_ARGS
+        ]
+        if owned:
+            raise ValueError(f"has a setting of its own: {', '.join(owned)}")
         return value
 
     @field_validator("stop_strings", mode="before")

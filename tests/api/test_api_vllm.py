@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from qaserve.server import create_app
 from qaserve.settings import load_settings
+from qaserve.smoke_model import build_tiny_qwen
 from tests.api.fake_engine import clear_settings_env
 
 pytestmark = pytest.mark.engine
@@ -29,14 +29,16 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def client(tiny_model_dir: Path) -> Iterator[TestClient]:
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    # a model of 2,048 positions under the default MAX_MODEL_LEN (4,096): vLLM refuses that
+    # length, so the server must fit it to the model (issue 17)
+    model_dir = build_tiny_qwen(tmp_path_factory.mktemp("short") / "tiny", max_positions=2048)
     with pytest.MonkeyPatch.context() as mp:
         clear_settings_env(mp)
         settings = load_settings(
-            model_dir=tiny_model_dir,
+            model_dir=model_dir,
             engine="vllm",
             dtype="float32",
-            max_model_len=2048,
             enforce_eager=True,  # no torch.compile: it would triple the start on 2 cores
             max_new_tokens=16,  # random weights: answers are noise, keep them short
             short_max_new_tokens=8,
@@ -57,6 +59,8 @@ def test_ready_on_vllm(client: TestClient) -> None:
     assert info["engine_args"]["replicas_reason"].startswith("auto: not an NVIDIA GPU")
     assert info["engine_args"]["decode_at_end"] is True
     assert info["engine_args"]["max_num_batched_tokens"] == 32768  # above vLLM's 2,048
+    # the default MAX_MODEL_LEN, fitted to the model's 2,048 positions
+    assert info["max_model_len"] == 2048 and info["engine_args"]["max_model_len"] == 2048
 
 
 def test_grader_batch_of_358(client: TestClient) -> None:

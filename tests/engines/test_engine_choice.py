@@ -48,7 +48,7 @@ def broken_vllm(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return calls
 
 
-def test_auto_falls_back_to_transformers_with_one_warning(
+def test_auto_falls_back_to_transformers_with_one_error_line(
     tiny_model_dir: Path,
     tokenizer: Any,
     broken_vllm: list[Any],
@@ -63,10 +63,12 @@ def test_auto_falls_back_to_transformers_with_one_warning(
         assert engine.info.name == "transformers"
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
+        assert warnings[0].levelno == logging.ERROR  # a fallback is never quiet (issue 17)
         message = warnings[0].getMessage()
         assert "\n" not in message
         assert "RuntimeError" in message and "no usable vLLM here" in message
-        assert "transformers" in message
+        assert "transformers" in message and "on cpu" in message  # the device it fell back to
+        assert "no usable vLLM here" in engine.info.details["fallback"]  # shown in /info
     finally:
         asyncio.run(engine.close())
 

@@ -6,6 +6,7 @@ secret masking, vLLM engine arguments, and the `serve.py` command line (CLI > en
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -188,9 +189,16 @@ def test_engine_kwargs_follow_settings_and_drop_unknown_names(
     assert "no_such_option" in caplog.text
 
 
-def test_extra_args_beat_settings() -> None:
-    s = load_settings(max_model_len=2048, engine_extra_args={"max_model_len": 1024})
-    assert engine_kwargs(s, Path("/m"), KNOWN)["max_model_len"] == 1024
+@pytest.mark.parametrize(
+    ("key", "variable"), [("max_model_len", "MAX_MODEL_LEN"), ("dtype", "DTYPE")]
+)
+def test_extra_args_cannot_contradict_a_setting(
+    monkeypatch: pytest.MonkeyPatch, key: str, variable: str
+) -> None:
+    # the engine would run with one value while the server plans with another (issue 18.5)
+    monkeypatch.setenv("ENGINE_EXTRA_ARGS", json.dumps({key: 1024}))
+    with pytest.raises(SettingsError, match=f"ENGINE_EXTRA_ARGS: .*{key} \\(set {variable}\\)"):
+        load_settings()
 
 
 def test_unset_optional_args_are_left_to_vllm() -> None:
