@@ -43,6 +43,11 @@ class Metrics:
         self.items = Counter("qa_items", "Questions answered", registry=reg)
         self.empty = Counter("qa_empty_answers", "Answers that came out empty", registry=reg)
         self.failed = Counter("qa_failed_items", "Items the engine failed on", registry=reg)
+        self.malformed = Counter(
+            "qa_malformed_items",
+            "Batch items neither text nor number (answered empty)",
+            registry=reg,
+        )
         self.cut = Counter("qa_deadline_cut_items", "Items cut by the deadline", registry=reg)
         self.aborted = Counter(
             "qa_aborted_items", "Items aborted because the client went away", registry=reg

@@ -11,13 +11,15 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
 from qaserve.errors import error_body
 from qaserve.schemas import ChatRequest, error_responses
+from qaserve.service import Usage
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
@@ -50,30 +52,40 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     from qaserve.server import ready_service, unless_client_leaves
 
     service = ready_service(request.app.state.qa)
-    messages = [m.model_dump() for m in body.messages]
-    created, cid, name = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}", _model_name(request)
+    unsupported = body.unsupported()
+    if unsupported:
+        raise HTTPException(400, f"not supported by this server: {', '.join(unsupported)}")
+    messages = [m.plain() for m in body.messages]
+    reply = Reply(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), _model_name(request))
     if body.stream:
-        pieces = service.chat_stream(messages, body.overrides())
-        return StreamingResponse(_sse(pieces, cid, created, name), media_type="text/event-stream")
+        usage = Usage()
+        pieces = service.chat_stream(messages, body.overrides(), usage)
+        shown = usage if body.usage_in_stream() else None
+        return StreamingResponse(_sse(pieces, reply, shown), media_type="text/event-stream")
     work = service.chat(messages, body.overrides())
-    result, prompt_tokens = await unless_client_leaves(request, work, 1)
+    result, usage = await unless_client_leaves(request, work, 1)
+    message = {"role": "assistant", "content": result.text}
+    choice = {"index": 0, "message": message, "finish_reason": finish_reason(result.finish)}
+    return {**reply.head("chat.completion"), "choices": [choice], "usage": usage_body(usage)}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What every chunk of one answer repeats."""
+
+    id: str
+    created: int
+    model: str
+
+    def head(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
     return {
-        "id": cid,
-        "object": "chat.completion",
-        "created": created,
-        "model": name,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.text},
-                "finish_reason": finish_reason(result.finish),
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": result.token_count,
-            "total_tokens": prompt_tokens + result.token_count,
-        },
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
 
 
@@ -83,17 +95,17 @@ def finish_reason(finish: str | None) -> str:
 
 
 async def _sse(
-    pieces: AsyncIterator[tuple[str, str | None]], cid: str, created: int, name: str
+    pieces: AsyncIterator[tuple[str, str | None]], reply: Reply, usage: Usage | None
 ) -> AsyncIterator[str]:
-    def chunk(delta: dict[str, str], finish: str | None) -> str:
-        body = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": name,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+    """SSE chunks; with `stream_options.include_usage`, a last chunk with the usage and no
+    choices, as OpenAI sends it."""
+
+    def event(body: dict[str, Any]) -> str:
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def chunk(delta: dict[str, str], finish: str | None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return event({**reply.head("chat.completion.chunk"), "choices": [choice]})
 
     yield chunk({"role": "assistant", "content": ""}, None)
     finish: str | None = None
@@ -103,8 +115,12 @@ async def _sse(
             if piece:
                 yield chunk({"content": piece}, None)
     except Exception as exc:  # headers are sent: report in-band, as OpenAI servers do
-        log.warning("stream failed: %s", type(exc).__name__)
-        yield f"data: {json.dumps(error_body(500, f'generation failed: {type(exc).__name__}'))}\n\n"
+        log.warning("stream failed: %s: %s", type(exc).__name__, exc)
+        yield event(error_body(500, f"generation failed: {type(exc).__name__}"))
         return
     yield chunk({}, finish_reason(finish))
+    if usage is not None:
+        yield event(
+            {**reply.head("chat.completion.chunk"), "choices": [], "usage": usage_body(usage)}
+        )
     yield "data: [DONE]\n\n"

@@ -2,24 +2,70 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from qaserve.errors import ERROR_TYPES
+from qaserve.settings import (
+    Penalty,
+    RepetitionPenalty,
+    StopString,
+    Temperature,
+    TopK,
+    TopP,
+)
 
-# One item of a batch: strings as given; numbers are stringified, null becomes "" (answered "").
-PromptItem = str | int | float | None
+
+def encodable(text: str) -> str:
+    """`text` with lone UTF-16 surrogates (legal escaped in JSON, `\\ud800`) as U+FFFD: no
+    tokenizer can encode them. The one place client text is made safe."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _encodable_input(value: Any) -> Any:
+    return encodable(value) if isinstance(value, str) else value
+
+
+# before pydantic's own checks: its length constraints refuse a lone surrogate outright
+ClientText = Annotated[str, BeforeValidator(_encodable_input)]
+ClientStop = Annotated[StopString, BeforeValidator(_encodable_input)]
+
+
+class Questions(NamedTuple):
+    """A request's questions as strings, whether it was a batch, and how many of its items
+    were neither text, a number nor null (each answered "")."""
+
+    texts: list[str]
+    is_batch: bool
+    malformed: int = 0
+
+
+def _item_text(item: Any) -> str | None:
+    """A batch item as text: strings as given, numbers stringified, null ""; else None."""
+    if item is None:
+        return ""
+    if isinstance(item, str):
+        return encodable(item)
+    if isinstance(item, (int, float)):
+        return str(item)
+    return None
 
 
 class SamplingFields(BaseModel):
-    """Sampling overrides both APIs take; unset fields keep the server's settings."""
+    """Sampling overrides both APIs take; unset fields keep the server's settings. Their
+    ranges are the settings' (what vLLM accepts)."""
 
-    temperature: float | None = Field(None, ge=0, le=5)
-    top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)
-    repetition_penalty: float | None = Field(None, gt=0, le=5)
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = None
+    repetition_penalty: RepetitionPenalty | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
 
 
 class SamplingOverrides(SamplingFields):
@@ -35,8 +81,9 @@ class PredictRequest(SamplingOverrides):
     """`{"prompt": "..."}` or `{"prompt": [...]}`; `prompts` is accepted as an alias."""
 
     model_config = ConfigDict(extra="ignore")
-    prompt: str | list[PromptItem] | None = None
-    prompts: str | list[PromptItem] | None = None
+    # a malformed item ({"x": 1}) is answered "" rather than failing its whole batch
+    prompt: ClientText | list[Any] | None = None
+    prompts: ClientText | list[Any] | None = None
 
     @model_validator(mode="after")
     def _one_field(self) -> PredictRequest:
@@ -46,13 +93,13 @@ class PredictRequest(SamplingOverrides):
             raise ValueError('give either "prompt" or "prompts", not both')
         return self
 
-    def questions(self) -> tuple[list[str], bool]:
-        """The questions as strings, and whether the request was a batch (list)."""
+    def questions(self) -> Questions:
         given = self.prompt if self.prompt is not None else self.prompts
         if isinstance(given, str):
-            return [given], False
+            return Questions([given], False)
         assert given is not None
-        return ["" if item is None else str(item) for item in given], True
+        texts = [_item_text(item) for item in given]
+        return Questions([t or "" for t in texts], True, texts.count(None))
 
 
 class PredictResponse(BaseModel):
@@ -71,9 +118,40 @@ class SystemPromptUpdate(BaseModel):
         return self
 
 
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: ClientText
+
+
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "developer", "user", "assistant"]
+    content: ClientText | list[TextPart]
+
+    def plain(self) -> dict[str, str]:
+        """The message as the chat template takes it: text parts joined, `developer` (newer
+        OpenAI clients' name for it) as `system`."""
+        text = self.content
+        if not isinstance(text, str):
+            text = "".join(part.text for part in text)
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+# OpenAI request fields this server does not implement: refused with a 400 naming them when
+# set to anything but their "off" value, never silently ignored
+UNSUPPORTED_CHAT_FIELDS = (
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "response_format",
+)
 
 
 class ChatRequest(SamplingFields):
@@ -81,11 +159,28 @@ class ChatRequest(SamplingFields):
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
-    stop: str | list[str] | None = None
+    stop: ClientStop | list[ClientStop] | None = None
     seed: int | None = None
     n: int = Field(1, ge=1, le=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
+    response_format: dict[str, Any] | None = None
+
+    def unsupported(self) -> list[str]:
+        """The fields set here that this server cannot honour."""
+        off: tuple[Any, ...] = (None, False, {}, [], "none", {"type": "text"})
+        return [name for name in UNSUPPORTED_CHAT_FIELDS if getattr(self, name) not in off]
+
+    def usage_in_stream(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
 
     def overrides(self) -> dict[str, Any]:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
@@ -96,6 +191,7 @@ class ChatRequest(SamplingFields):
             "top_k": self.top_k,
             "repetition_penalty": self.repetition_penalty,
             "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
             "stop": tuple(stop) if stop else None,
             "seed": self.seed,
         }

@@ -208,14 +208,25 @@ def _routes(app: FastAPI, state: AppState) -> None:
     )
     async def predict(body: PredictRequest, request: Request) -> PredictResponse:
         service = ready_service(state)
-        questions, is_batch = body.questions()
-        if len(questions) > state.settings.max_batch_items:
-            raise HTTPException(413, f"batch of {len(questions)} over MAX_BATCH_ITEMS")
-        work = service.answer_batch(questions, body.overrides())
-        outcome = await unless_client_leaves(request, work, len(questions))
-        if outcome.failed and not await engine_alive(state):  # no 200 full of "" from a corpse
-            raise HTTPException(503, "the engine died while answering")
-        return PredictResponse(response=outcome.answers if is_batch else outcome.answers[0])
+        questions = body.questions()
+        texts = questions.texts
+        if len(texts) > state.settings.max_batch_items:
+            raise HTTPException(413, f"batch of {len(texts)} over MAX_BATCH_ITEMS")
+        work = service.answer_batch(texts, body.overrides(), record=False)
+        outcome = await unless_client_leaves(request, work, len(texts))
+        if outcome.failed and not await engine_alive(state):
+            if outcome.failed == len(outcome.results):  # no 200 full of "" from a corpse
+                raise HTTPException(503, "the engine died while answering")
+            # a dead replica costs only its own items: the others' answers go back
+            log.error(
+                "an engine died while answering: %d of %d items answered empty",
+                outcome.failed,
+                len(texts),
+            )
+        service.account(texts, outcome, questions.malformed)
+        return PredictResponse(
+            response=outcome.answers if questions.is_batch else outcome.answers[0]
+        )
 
     @app.get("/system_prompt", responses=error_responses(503))
     async def get_system_prompt() -> dict[str, Any]:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from qaserve.settings import Settings
 
 log = logging.getLogger(__name__)
-MIN_PROMPT_ROOM = 16  # tokens always left for the prompt when an answer budget is huge
+MIN_ANSWER_ROOM = 16  # tokens a prompt always leaves for its answer: longer prompts are cut
 
 
 @dataclass
@@ -61,6 +62,7 @@ class QAService:
             top_k=settings.top_k,
             repetition_penalty=settings.repetition_penalty,
             frequency_penalty=settings.frequency_penalty,
+            presence_penalty=settings.presence_penalty,
             stop=tuple(settings.stop_strings),
         )
 
@@ -69,22 +71,32 @@ class QAService:
         given = {k: v for k, v in overrides.items() if v is not None}
         if "stop" in given:
             given["stop"] = tuple(self.defaults.stop) + tuple(given["stop"])
-        params = replace(self.defaults, **{"max_new_tokens": budget, **given})
-        ceiling = self.settings.max_model_len - MIN_PROMPT_ROOM
-        return replace(params, max_new_tokens=max(1, min(params.max_new_tokens, ceiling)))
+        return replace(self.defaults, **{"max_new_tokens": budget, **given})
+
+    def prompt_limit(self, params: GenParams) -> int:
+        """The most tokens a prompt may have: the context, less a little room for its answer."""
+        return self.settings.max_model_len - min(params.max_new_tokens, MIN_ANSWER_ROOM)
+
+    def fitted(self, params: GenParams, prompt_ids: list[int]) -> GenParams:
+        """The budget capped to the room the prompt leaves: the prompt is fitted first, so a
+        large budget never cuts a prompt that fits the context on its own."""
+        room = self.settings.max_model_len - len(prompt_ids)
+        return replace(params, max_new_tokens=max(1, min(params.max_new_tokens, room)))
 
     def plan(
         self, questions: list[str], overrides: dict[str, Any]
     ) -> tuple[list[Prompt], list[GenParams]]:
         """The exact prompts and sampling parameters the engine gets for these questions."""
         params = [self.params(budget_for(q, self.rules), overrides) for q in questions]
-        limits = [self.settings.max_model_len - p.max_new_tokens for p in params]
-        return self.builder.question_prompts(self.system_prompt, questions, limits), params
+        limits = [self.prompt_limit(p) for p in params]
+        prompts = self.builder.question_prompts(self.system_prompt, questions, limits)
+        return prompts, [self.fitted(p, q.token_ids) for p, q in zip(params, prompts, strict=True)]
 
     async def answer_batch(
         self, questions: list[str], overrides: dict[str, Any] | None = None, record: bool = True
     ) -> BatchOutcome:
-        """One answer per question, in order; `record=False` keeps it out of the metrics."""
+        """One answer per question, in order; `record=False` leaves the metrics and the batch
+        log line to the caller (`account`), e.g. until it knows the batch is answered."""
         start = time.monotonic()
         overrides = overrides or {}
         outcome = BatchOutcome(answers=[""] * len(questions))
@@ -94,7 +106,7 @@ class QAService:
         outcome.seconds = time.monotonic() - start
         outcome.empty = sum(1 for a in outcome.answers if not a)
         if record:
-            self._account(questions, outcome)
+            self.account(questions, outcome)
         return outcome
 
     async def _answer_live(
@@ -115,7 +127,9 @@ class QAService:
             results = await self.engine.generate([p.token_ids for p in prompts], params, deadline)
         except Exception as exc:  # the batch still answers: every item "" and counted failed
             log.exception("the engine failed the whole batch")
-            results = [GenResult(finish="error", error=type(exc).__name__) for _ in prompts]
+            results = [GenResult(finish="error", error=f"{type(exc).__name__}: {exc}")] * len(
+                prompts
+            )
         for i, prompt, result in zip(live, prompts, results, strict=True):
             outcome.answers[i] = clean_answer(result.text, self.settings.trim_answers)
             outcome.truncated += prompt.truncated
@@ -124,27 +138,23 @@ class QAService:
             outcome.failed += result.finish == "error"
             outcome.cut += result.finish == "deadline"
         outcome.results = results
+        log_failures(results)
 
-    def _account(self, questions: list[str], outcome: BatchOutcome) -> None:
-        m = self.metrics
-        chars_in = sum(len(q) for q in questions)
+    def account(self, questions: list[str], outcome: BatchOutcome, malformed: int = 0) -> None:
+        """Count an answered batch in the metrics and log its one INFO line."""
         chars_out = sum(len(a) for a in outcome.answers)
-        m.batch_size.observe(len(questions))
-        m.items.inc(len(questions))
-        m.empty.inc(outcome.empty)
-        m.failed.inc(outcome.failed)
-        m.cut.inc(outcome.cut)
-        m.truncated.inc(outcome.truncated)
-        m.prompt_tokens.inc(outcome.prompt_tokens)
-        m.answer_tokens.inc(outcome.answer_tokens)
-        m.prompt_chars.inc(chars_in)
-        m.answer_chars.inc(chars_out)
+        self.metrics.batch_size.observe(len(questions))
+        self._count(len(questions), sum(len(q) for q in questions), chars_out, outcome)
+        self.metrics.empty.inc(outcome.empty)
+        self.metrics.cut.inc(outcome.cut)
+        self.metrics.truncated.inc(outcome.truncated)
+        self.metrics.malformed.inc(malformed)
         rate = chars_out / outcome.seconds if outcome.seconds > 0 else 0.0
         log.info(
             "batch: %d items, %d chars in, %d chars out, %.2f s, %.0f chars/s, %d tokens out, "
-            "%d empty, %d failed, %d cut by deadline, %d prompts truncated",
+            "%d empty, %d failed, %d cut by deadline, %d prompts truncated, %d malformed",
             len(questions),
-            chars_in,
+            sum(len(q) for q in questions),
             chars_out,
             outcome.seconds,
             rate,
@@ -153,69 +163,116 @@ class QAService:
             outcome.failed,
             outcome.cut,
             outcome.truncated,
+            malformed,
         )
         if outcome.cut:
             log.warning(
                 "deadline of %.0f s cut %d answers", self.settings.predict_deadline_s, outcome.cut
             )
 
-    def chat_messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
-        """The conversation, with the server's system prompt when the client gave none."""
-        if any(m["role"] == "system" for m in messages) or not self.system_prompt:
-            return messages
-        return [{"role": "system", "content": self.system_prompt}, *messages]
+    def _count(self, items: int, chars_in: int, chars_out: int, outcome: BatchOutcome) -> None:
+        """The work metrics both APIs share: items, characters, tokens, failures."""
+        m = self.metrics
+        m.items.inc(items)
+        m.prompt_chars.inc(chars_in)
+        m.answer_chars.inc(chars_out)
+        m.prompt_tokens.inc(outcome.prompt_tokens)
+        m.answer_tokens.inc(outcome.answer_tokens)
+        m.failed.inc(outcome.failed)
 
-    def chat_params(self, overrides: dict[str, Any]) -> GenParams:
-        return self.params(self.settings.max_new_tokens, overrides)
+    def chat_plan(
+        self, messages: list[dict[str, str]], overrides: dict[str, Any]
+    ) -> tuple[list[int], GenParams]:
+        """Token ids of the conversation (with the server's system prompt when the client gave
+        none) and its parameters, the budget fitted to the room the prompt leaves."""
+        if self.system_prompt and not any(m["role"] == "system" for m in messages):
+            messages = [{"role": "system", "content": self.system_prompt}, *messages]
+        params = self.params(self.settings.max_new_tokens, overrides)
+        ids = self.builder.chat_prompt(messages, self.prompt_limit(params)).token_ids
+        return ids, self.fitted(params, ids)
 
-    def chat_prompt_ids(self, messages: list[dict[str, str]], params: GenParams) -> list[int]:
-        limit = self.settings.max_model_len - params.max_new_tokens
-        return self.builder.chat_prompt(self.chat_messages(messages), limit).token_ids
+    def _account_chat(self, messages: list[dict[str, str]], text: str, usage: Usage) -> None:
+        chars_in = sum(len(m["content"]) for m in messages)
+        done = BatchOutcome([text], prompt_tokens=usage.prompt_tokens)
+        done.answer_tokens, done.failed = usage.completion_tokens, usage.failed
+        self._count(1, chars_in, len(text), done)
 
     async def chat(
         self, messages: list[dict[str, str]], overrides: dict[str, Any]
-    ) -> tuple[GenResult, int]:
-        """One non-streamed chat answer and its prompt token count."""
-        params = self.chat_params(overrides)
-        ids = await asyncio.to_thread(self.chat_prompt_ids, messages, params)
+    ) -> tuple[GenResult, Usage]:
+        """One non-streamed chat answer and its token counts."""
+        ids, params = await asyncio.to_thread(self.chat_plan, messages, overrides)
         deadline = time.monotonic() + self.settings.predict_deadline_s
         (result,) = await self.engine.generate([ids], [params], deadline)
+        usage = Usage(len(ids), result.token_count, failed=result.finish == "error")
+        self._account_chat(messages, result.text, usage)
         if result.finish == "error":
+            log_failures([result])
             raise RuntimeError(f"generation failed: {result.error}")
         result.text = clean_answer(result.text, self.settings.trim_answers)
-        return result, len(ids)
+        return result, usage
 
     async def chat_stream(
-        self, messages: list[dict[str, str]], overrides: dict[str, Any]
+        self, messages: list[dict[str, str]], overrides: dict[str, Any], usage: Usage
     ) -> AsyncGenerator[tuple[str, str | None], None]:
         """(text, finish) increments, raw (no cleanup: pieces cannot be trimmed in flight);
-        past PREDICT_DEADLINE_S the stream ends with finish "deadline"."""
-        params = self.chat_params(overrides)
-        ids = await asyncio.to_thread(self.chat_prompt_ids, messages, params)
+        past PREDICT_DEADLINE_S the stream ends with finish "deadline". `usage` is filled in
+        as it goes (streams report it when asked)."""
+        ids, params = await asyncio.to_thread(self.chat_plan, messages, overrides)
+        usage.prompt_tokens = len(ids)
         deadline = time.monotonic() + self.settings.predict_deadline_s
-        finished = False
+        finished, text = False, []
         try:
             # closed on leaving, so the engine frees the request at the deadline, not at GC
-            async with contextlib.aclosing(self.engine.stream(ids, params)) as pieces:
-                async for piece, finish in pieces:
+            async with contextlib.aclosing(self.engine.stream(ids, params, deadline)) as pieces:
+                async for piece, finish, tokens in pieces:
                     finished = finish is not None
+                    usage.completion_tokens += tokens
+                    text.append(piece)
                     yield piece, finish
                     if not finished and time.monotonic() > deadline:
+                        finished = True
                         yield "", "deadline"
                         return
         except (asyncio.CancelledError, GeneratorExit):
-            if finished:
-                raise
-            self.metrics.aborted.inc()  # the client went away mid-stream
-            log.info("stream client went away: 1 item aborted")
+            if not finished:
+                self.metrics.aborted.inc()  # the client went away mid-stream
+                log.info("stream client went away: 1 item aborted")
             raise
+        except Exception:
+            usage.failed = True
+            raise
+        finally:
+            self._account_chat(messages, "".join(text), usage)
 
     async def warm_up(self) -> None:
         """A short batch of the project's questions (every kind): the first graded batch pays
-        no first-run costs."""
+        no first-run costs. A warm-up whose every item the engine refused stops the start, with
+        the engine's message: such a server would answer "" to every question."""
         start = time.monotonic()
         from qaserve.questions import warmup_questions
 
         questions = await asyncio.to_thread(warmup_questions)
         outcome = await self.answer_batch(questions, {"max_new_tokens": 8}, record=False)
+        if outcome.results and all(r.finish == "error" for r in outcome.results):
+            raise RuntimeError(
+                f"every warm-up item failed in the engine: {outcome.results[0].error}; "
+                "check the sampling settings (TEMPERATURE, STOP_STRINGS, ...)"
+            )
         log.info("warm-up: %d items in %.1f s", len(outcome.answers), time.monotonic() - start)
+
+
+@dataclass
+class Usage:
+    """Token counts of one chat answer (OpenAI's `usage`), and whether it failed."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failed: bool = False
+
+
+def log_failures(results: list[GenResult]) -> None:
+    """One WARNING per distinct engine error of a batch, with its count and message."""
+    errors = Counter(r.error or "unknown error" for r in results if r.finish == "error")
+    for message, count in errors.items():
+        log.warning("%d item(s) failed in the engine: %s", count, message)

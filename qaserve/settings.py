@@ -15,7 +15,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -47,6 +54,26 @@ TYPED_ENGINE_ARGS = {
     "tensor_parallel_size": "TENSOR_PARALLEL_SIZE",
     "data_parallel_size": "DATA_PARALLEL_SIZE",
 }
+
+
+# Valid sampling values, as vLLM checks them (SamplingParams._verify_args; 0.32 is the strictest
+# release we run: temperature at most 2). One home: the settings, the request schemas and the
+# console use these, so nothing the engine would refuse is accepted.
+TEMPERATURE_MAX = 2.0
+Temperature = Annotated[float, Field(ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)]
+TopP = Annotated[float, Field(gt=0, le=1)]
+TopK = Annotated[int, Field(ge=0)]
+RepetitionPenalty = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Penalty = Annotated[float, Field(ge=-2, le=2)]  # frequency and presence penalties
+
+
+def _non_empty_stop(value: str) -> str:
+    if not value:
+        raise ValueError("stop cannot contain an empty string (vLLM refuses it)")
+    return value
+
+
+StopString = Annotated[str, AfterValidator(_non_empty_stop)]
 
 
 class SettingsError(ValueError):
@@ -185,14 +212,13 @@ class Settings(BaseSettings):
     chat_template: Literal["auto", "chatml"] = Field(
         "auto", description="`auto`: the model's own chat template; `chatml`: plain Qwen ChatML."
     )
-    temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy).")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
-    top_k: int = Field(0, ge=0, description="Top-k sampling (0 = off).")
-    repetition_penalty: float = Field(1.0, gt=0, description="Repetition penalty (1 = off).")
-    frequency_penalty: float = Field(
-        0.0, ge=-2, le=2, description="Frequency penalty (0 = off; vLLM only)."
-    )
-    stop_strings: Annotated[list[str], NoDecode] = Field(
+    temperature: Temperature = Field(0.0, description="Sampling temperature (0 = greedy).")
+    top_p: TopP = Field(1.0, description="Nucleus sampling mass.")
+    top_k: TopK = Field(0, description="Top-k sampling (0 = off).")
+    repetition_penalty: RepetitionPenalty = Field(1.0, description="Repetition penalty (1 = off).")
+    frequency_penalty: Penalty = Field(0.0, description="Frequency penalty (0 = off; vLLM only).")
+    presence_penalty: Penalty = Field(0.0, description="Presence penalty (0 = off; vLLM only).")
+    stop_strings: Annotated[list[StopString], NoDecode] = Field(
         default_factory=list, description="JSON list of extra stop strings."
     )
     max_new_tokens: int = Field(

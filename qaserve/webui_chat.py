@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from qaserve.settings import TEMPERATURE_MAX
 from qaserve.webui_api import (
     GENERATION_FIELDS,
     ConsoleError,
@@ -26,7 +27,7 @@ History = list[dict[str, Any]]
 # name -> (label, minimum, maximum, step)
 SLIDERS = {
     "max_new_tokens": ("max new tokens", 1, 4096, 1),
-    "temperature": ("temperature (0 = greedy)", 0.0, 2.0, 0.05),
+    "temperature": ("temperature (0 = greedy)", 0.0, TEMPERATURE_MAX, 0.05),
     "top_p": ("top-p", 0.01, 1.0, 0.01),
     "top_k": ("top-k (0 = off)", 0, 200, 1),
     "repetition_penalty": ("repetition penalty (1 = off)", 0.5, 2.0, 0.01),

@@ -21,6 +21,7 @@ class GenParams:
     top_k: int = 0
     repetition_penalty: float = 1.0
     frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
 
@@ -55,9 +56,10 @@ class Engine(Protocol):
         ...
 
     def stream(
-        self, prompt: list[int], params: GenParams
-    ) -> AsyncGenerator[tuple[str, str | None], None]:
-        """Yield (text increment, None) pairs of one answer; the last has its finish reason."""
+        self, prompt: list[int], params: GenParams, deadline: float | None
+    ) -> AsyncGenerator[tuple[str, str | None, int], None]:
+        """Yield (text increment, None, new tokens) of one answer; the last has its finish
+        reason. Past `deadline` (a `time.monotonic()` instant) the answer may be cut short."""
         ...
 
     async def check_health(self) -> bool:

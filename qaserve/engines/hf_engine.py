@@ -179,11 +179,11 @@ class HfEngine:
         return GenResult(text=text, token_count=len(tokens), finish=finish)
 
     async def stream(
-        self, prompt: list[int], params: GenParams
-    ) -> AsyncGenerator[tuple[str, str | None], None]:
+        self, prompt: list[int], params: GenParams, deadline: float | None
+    ) -> AsyncGenerator[tuple[str, str | None, int], None]:
         # the fallback does not stream token by token: it yields the finished answer once
-        (result,) = await self.generate([prompt], [params], None)
-        yield result.text, result.finish
+        (result,) = await self.generate([prompt], [params], deadline)
+        yield result.text, result.finish, result.token_count
 
     async def check_health(self) -> bool:
         return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -94,6 +95,7 @@ def sampling_params(
         "top_k": params.top_k if params.top_k > 0 else -1,
         "repetition_penalty": params.repetition_penalty,
         "frequency_penalty": params.frequency_penalty,
+        "presence_penalty": params.presence_penalty,
         "stop": list(params.stop),
         "stop_token_ids": stop_token_ids,
         "seed": params.seed,
@@ -110,6 +112,24 @@ def sampling_params(
     except ImportError:  # pragma: no cover - very old vLLM streams cumulative text
         pass
     return SamplingParams(**kwargs)
+
+
+def engine_input(token_ids: list[int]) -> Any:
+    """A tokenized prompt in the form this vLLM takes without re-processing it: its typed
+    token input where it has one (newer releases deprecate raw prompt dicts), else the
+    `TokensPrompt` dict every release since 0.4 accepts."""
+    typed = _typed_tokens_input()
+    return typed(token_ids) if typed is not None else {"prompt_token_ids": token_ids}
+
+
+@functools.cache
+def _typed_tokens_input() -> Any:
+    try:
+        from vllm.inputs import tokens_input  # vLLM 0.32+
+
+        return tokens_input
+    except ImportError:
+        return None
 
 
 def _start(
@@ -202,7 +222,7 @@ class VllmEngine:
         sampling = sampling_params(
             params, self._stop_token_ids, final_only=True, detokenize=self._tokenizer is None
         )
-        async for out in engine.generate({"prompt_token_ids": ids}, sampling, request_id):
+        async for out in engine.generate(engine_input(ids), sampling, request_id):
             completion = out.outputs[0]
             result.text = completion.text
             result.token_count = len(completion.token_ids)
@@ -225,20 +245,43 @@ class VllmEngine:
                 return text
             ids.pop()
 
-    def _deal(self, params: list[GenParams]) -> list[Any]:
+    def _deal(self, params: list[GenParams], engines: list[Any]) -> list[Any]:
         """Each item's engine: longest budgets first, round robin, so replicas finish together."""
         order = sorted(range(len(params)), key=lambda i: -params[i].max_new_tokens)
         start = next(self._turn)
-        owner = [self._engines[0]] * len(params)
+        owner = [engines[0]] * len(params)
         for rank, i in enumerate(order):
-            owner[i] = self._engines[(start + rank) % len(self._engines)]
+            owner[i] = engines[(start + rank) % len(engines)]
         return owner
 
     async def generate(
         self, prompts: list[list[int]], params: list[GenParams], deadline: float | None
     ) -> list[GenResult]:
+        results, owners = await self._run(self._engines, prompts, params, deadline)
+        # a dead replica costs only its own items: they go again on the live ones, time allowing
+        lost = [i for i, r in enumerate(results) if r.finish == "error" and _errored(owners[i])]
+        alive = [e for e in self._engines if not _errored(e)]
+        if lost and alive and (deadline is None or time.monotonic() < deadline):
+            log.error(
+                "an engine died: %d items go again on %d live engine(s)", len(lost), len(alive)
+            )
+            again, _ = await self._run(
+                alive, [prompts[i] for i in lost], [params[i] for i in lost], deadline
+            )
+            for i, result in zip(lost, again, strict=True):
+                results[i] = result
+        return results
+
+    async def _run(
+        self,
+        engines: list[Any],
+        prompts: list[list[int]],
+        params: list[GenParams],
+        deadline: float | None,
+    ) -> tuple[list[GenResult], list[Any]]:
+        """Every prompt submitted at once over `engines`; the results and each one's engine."""
         ids = [f"qa-{next(_request_ids)}" for _ in prompts]
-        owners = self._deal(params)
+        owners = self._deal(params, engines)
         tasks = [
             asyncio.ensure_future(self._run_one(engine, rid, p, sp))
             for engine, rid, p, sp in zip(owners, ids, prompts, params, strict=True)
@@ -251,7 +294,7 @@ class VllmEngine:
             raise
         if pending:
             await self._abort(ids, tasks, owners, pending)
-        return [self._collect(t, t in pending) for t in tasks]
+        return [self._collect(t, t in pending) for t in tasks], owners
 
     async def _abort(
         self, ids: list[str], tasks: list[Any], owners: list[Any], pending: set[Any]
@@ -283,32 +326,34 @@ class VllmEngine:
         return result
 
     def _note_failure(self, exc: BaseException) -> None:
-        if any(getattr(engine, "errored", False) for engine in self._engines):
+        # the message is logged once per batch, with a count (qaserve.service.log_failures)
+        if any(_errored(engine) for engine in self._engines):
             self._dead = True
-        log.warning("an item failed in the engine: %s", type(exc).__name__)
 
     async def stream(
-        self, prompt: list[int], params: GenParams
-    ) -> AsyncGenerator[tuple[str, str | None], None]:
+        self, prompt: list[int], params: GenParams, deadline: float | None
+    ) -> AsyncGenerator[tuple[str, str | None, int], None]:
+        # the caller checks the deadline between pieces (vLLM yields one per step)
         request_id = f"chat-{next(_request_ids)}"
         engine = self._engines[next(self._turn) % len(self._engines)]
         finished = False
         try:
             async for out in engine.generate(
-                {"prompt_token_ids": prompt},
+                engine_input(prompt),
                 sampling_params(params, self._stop_token_ids, final_only=False),
                 request_id,
             ):
                 finished = out.finished
                 completion = out.outputs[0]
                 if completion.text or finished:
-                    yield completion.text, completion.finish_reason if finished else None
+                    reason = completion.finish_reason if finished else None
+                    yield completion.text, reason, len(completion.token_ids)
         finally:
             if not finished:  # client went away: free the slot
                 await engine.abort(request_id)
 
     async def check_health(self) -> bool:
-        if self._dead or any(getattr(e, "errored", False) for e in self._engines):
+        if self._dead or any(_errored(e) for e in self._engines):
             return False
         try:
             for engine in self._engines:
@@ -325,3 +370,7 @@ class VllmEngine:
         # drop them now: vLLM's __del__ would otherwise shut down again at interpreter exit
         self._engines = []
         self._dead = True
+
+
+def _errored(engine: Any) -> bool:
+    return bool(getattr(engine, "errored", False))

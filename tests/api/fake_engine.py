@@ -118,9 +118,9 @@ class FakeEngine:
         return GenResult(text=text, token_count=min(len(text), params.max_new_tokens))
 
     async def stream(
-        self, prompt: list[int], params: GenParams
-    ) -> AsyncGenerator[tuple[str, str | None], None]:
-        """`(text increment, None)` pairs; the last pair carries `stream_finish`."""
+        self, prompt: list[int], params: GenParams, deadline: float | None
+    ) -> AsyncGenerator[tuple[str, str | None, int], None]:
+        """`(text increment, None, 1)`; the last carries `stream_finish`."""
         question = self.question(prompt)
         self.streamed.append((question, params))
         pieces = ["answer ", "to ", question]
@@ -128,7 +128,7 @@ class FakeEngine:
         try:
             for n, piece in enumerate(pieces, 1):
                 await asyncio.sleep(self.stream_delay_s)
-                yield piece, (self.stream_finish if n == len(pieces) else None)
+                yield piece, (self.stream_finish if n == len(pieces) else None), 1
         finally:  # a real engine aborts the request here
             self.streams_open -= 1
 

@@ -137,7 +137,7 @@ def test_stream_past_the_deadline_closes_the_engine_stream_at_once(tiny_model_di
 
     from qaserve.metrics import Metrics
     from qaserve.prompts import PromptBuilder
-    from qaserve.service import QAService
+    from qaserve.service import QAService, Usage
 
     settings = load_settings(model_dir=tiny_model_dir, warmup=False, predict_deadline_s=0.05)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -147,7 +147,7 @@ def test_stream_past_the_deadline_closes_the_engine_stream_at_once(tiny_model_di
 
     async def consume() -> tuple[list[str | None], int]:
         messages = [{"role": "user", "content": QUESTION}]
-        finishes = [finish async for _, finish in service.chat_stream(messages, {})]
+        finishes = [finish async for _, finish in service.chat_stream(messages, {}, Usage())]
         return finishes, fake.streams_open  # read before anything else runs on the loop
 
     finishes, still_open = asyncio.run(consume())

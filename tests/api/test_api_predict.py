@@ -184,8 +184,6 @@ INVALID_BODIES = {
     "null field": {"prompt": None},
     "both fields": {"prompt": "a", "prompts": "b"},
     "object prompt": {"prompt": {"text": "a"}},
-    "nested list": {"prompt": [["a"]]},
-    "object item": {"prompt": [{"a": 1}]},
     "body is a list": ["a", "b"],
     "body is a string": "a",
     "max_new_tokens 0": {"prompt": "a", "max_new_tokens": 0},

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,10 +29,14 @@ def _engine(replicas: int) -> VllmEngine:
     return VllmEngine(engines, EngineInfo("vllm", "test", "m"), stop_token_ids=[])
 
 
+def _deal(engine: VllmEngine, params: list[GenParams]) -> list[Any]:
+    return engine._deal(params, engine._engines)
+
+
 def test_every_item_gets_one_engine_and_loads_balance() -> None:
     engine = _engine(3)
     params = [GenParams(max_new_tokens=b) for b in [384, 128, 128, 256, 384, 128, 256, 128, 384]]
-    owners = engine._deal(params)
+    owners = _deal(engine, params)
     assert len(owners) == len(params)
     tokens = Counter()
     for owner, p in zip(owners, params, strict=True):
@@ -43,8 +49,46 @@ def test_every_item_gets_one_engine_and_loads_balance() -> None:
 
 
 def test_single_replica_takes_everything() -> None:
-    owners = _engine(1)._deal([GenParams(max_new_tokens=8)] * 5)
+    owners = _deal(_engine(1), [GenParams(max_new_tokens=8)] * 5)
     assert owners == ["engine-0"] * 5
+
+
+class Core:
+    """A stand-in for one vLLM async engine; `dies` makes it fail as a killed engine core."""
+
+    def __init__(self, name: str, dies: bool = False) -> None:
+        self.name, self.dies, self.errored, self.served = name, dies, False, 0
+
+    async def generate(self, prompt: Any, sampling: Any, request_id: str) -> Any:
+        await asyncio.sleep(0)
+        if self.dies:
+            self.errored = True
+            raise RuntimeError("EngineDeadError: the engine core died")
+        self.served += 1
+        done = SimpleNamespace(text=f"{self.name} answer", token_ids=[1, 2], finish_reason="stop")
+        yield SimpleNamespace(outputs=[done], finished=True)
+
+    async def abort(self, request_ids: Any) -> None:
+        return None
+
+
+def _batch(cores: list[Core], deadline: float | None) -> tuple[VllmEngine, list[Any]]:
+    engine = VllmEngine(cores, EngineInfo("vllm", "test", "m"), stop_token_ids=[])
+    params = [GenParams(max_new_tokens=8)] * 10
+    return engine, asyncio.run(engine.generate([[1, 2, 3]] * 10, params, deadline))
+
+
+def test_a_dead_replica_costs_nothing_when_a_live_one_can_answer_its_items() -> None:
+    live, dead = Core("live"), Core("dead", dies=True)
+    engine, results = _batch([live, dead], deadline=None)
+    assert [r.text for r in results] == ["live answer"] * 10  # issue 18: no answer lost
+    assert live.served == 10
+    assert not asyncio.run(engine.check_health())  # and the process still goes down after
+
+
+def test_with_no_live_replica_the_items_fail_with_the_engines_message() -> None:
+    _, results = _batch([Core("a", dies=True), Core("b", dies=True)], deadline=None)
+    assert all(r.finish == "error" and "the engine core died" in (r.error or "") for r in results)
 
 
 # --- ENGINE_REPLICAS=auto -------------------------------------------------------------------
