@@ -2,8 +2,10 @@
 # The MetaX image runs Python 3.10 and vLLM 0.10: the package must import and build its app there.
 #   bash scripts/py310_check.sh
 # 1. vermin: no syntax or standard-library use newer than 3.10 (needs only the dev venv);
-# 2. where a python3.10 exists (pyenv here), a 3.10 venv with requirements.txt imports every
-#    module and builds the app (the engines' heavy imports are lazy, so no torch/vLLM needed).
+# 2. where a python3.10 exists (pyenv here), a 3.10 venv with the serving set plus the evaluation
+#    and tuning sets (requirements.txt, requirements/eval.txt, requirements/tune.txt: what importing
+#    every module needs) imports every module and builds the app (the engines' heavy imports and
+#    the merge tool's peft are lazy, so no torch/vLLM needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vermin -t=3.10- --violations --no-tips --quiet qaserve ./*.py
@@ -19,12 +21,14 @@ if [ -z "$py310" ]; then
 fi
 venv=.venv310
 [ -x $venv/bin/python ] || "$py310" -m venv $venv
-stamp=$venv/.installed-$(sha1sum requirements.txt | cut -c1-12)
+reqs=(requirements.txt requirements/eval.txt requirements/tune.txt)
+stamp=$venv/.installed-$(cat "${reqs[@]}" | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  # peft is left out: it drags in a 5 GB CUDA torch, and qaserve imports it only inside the merge
-  # tool (the 3.11 tests run it); everything else in requirements.txt is installed as a user would
-  grep -v '^peft' requirements.txt > $venv/requirements-no-peft.txt
-  $venv/bin/python -m pip install -q -r $venv/requirements-no-peft.txt && touch "$stamp"
+  echo "py310: installing ${reqs[*]} into $venv"
+  $venv/bin/python -m pip install -q -U pip
+  $venv/bin/python -m pip install -q -r requirements.txt -r requirements/eval.txt \
+    -r requirements/tune.txt
+  touch "$stamp"
 fi
 $venv/bin/python - <<'PY'
 import importlib, pkgutil, sys

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 bash scripts/setup_quant.sh  # quantize_awq.py tests run llm-compressor in .venv-quant
+# shellcheck source=/dev/null
 . .venv/bin/activate
 bash scripts/lint.sh
 bash scripts/py310_check.sh
