@@ -1,8 +1,13 @@
 # One command per job:   make test | make lint | make reliability | make reliability-ci
+#                         | make image-check
 #   make reliability      the whole reliability suite, full form (load 64 clients x 60 s x 3
 #                         rounds), then the figures (artifacts/reliability/figures.md) ~20 min
 #   make reliability-ci   the same suite in its bounded form (what CI runs inside `make test`)
 #                         ~5 min
+#   make image-check      build the real Dockerfile FROM a CPU stand-in for the vLLM image (no
+#                         Docker Hub, no GPU), serve from it with no network, record the figures
+#                         (bench/image_check.jsonl); needs root; not in CI; 20-40 min on 2 cores
+#                         (DOCKERFILE=Dockerfile.metax for the MetaX one)
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PY ?= .venv/bin/python
@@ -13,7 +18,7 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider --timeout 1800
 ALSO := tests/e2e/test_offline.py tests/e2e/test_deadline.py \
 	tests/api/test_api_health.py tests/api/test_api_system_prompt.py
 
-.PHONY: test lint reliability reliability-ci figures
+.PHONY: test lint reliability reliability-ci figures image-check
 
 test:
 	bash scripts/test.sh
@@ -35,3 +40,7 @@ reliability-ci:
 
 figures:
 	$(PY) -m tests.reliability.figures | tee $(ART)/figures.md
+
+DOCKERFILE ?= Dockerfile
+image-check:  # root: debootstrap, chroot and buildah (see the script's header)
+	bash scripts/image_check.sh $(DOCKERFILE)

@@ -6,7 +6,7 @@ python auto_tune.py --report                                      # plots + summ
 
 import sys
 
-from qaserve.tuning_cli import main
+from qaserve.tuning.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@
 # Variables (flags beat them): ACC, ACC_DROP, EVAL_RUNS, STARTUP_TIMEOUT, EVAL_TIMEOUT,
 # TUNE_SEARCH_SPACE_FILE, TUNE_STUDY, TUNE_N_TRIALS, TUNE_MAX_HOURS, ... (python auto_tune.py --help);
 # the server's own variables (MODEL_DIR, ...) set the reference trial. Notification secrets go in
-# tune_secrets.sh (see tune_secrets.sh.example), sourced here. Defaults: qaserve/tuning_config.py.
+# tune_secrets.sh (see tune_secrets.sh.example), sourced here. Defaults: qaserve/tuning/config.py.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"

@@ -6,12 +6,12 @@ python download_model.py --source hf --model_name Qwen/Qwen2.5-0.5B-Instruct
 python download_model.py --draft_model_name Qwen/Qwen2.5-0.5B --draft_optional
 
 Files already present: nothing is fetched and no network is needed. All flags: --help
-(the logic lives in qaserve/hub.py).
+(the logic lives in qaserve/modeltools/hub.py).
 """
 
 import sys
 
-from qaserve.hub import download_main
+from qaserve.modeltools.hub import download_main
 
 if __name__ == "__main__":
     sys.exit(download_main())

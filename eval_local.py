@@ -4,12 +4,12 @@ python eval_local.py --which basic                      # the server on http://1
 python eval_local.py --questions my.jsonl --mode concurrent --report artifacts/run1
 python eval_local.py --compare artifacts/a.jsonl artifacts/b.jsonl
 
-All flags: python eval_local.py --help (the logic lives in qaserve/evaluation.py).
+All flags: python eval_local.py --help (the logic lives in qaserve/evaluation/run.py).
 """
 
 import sys
 
-from qaserve.evaluation import main
+from qaserve.evaluation.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,13 +4,13 @@ python merge_adapter.py --base model/Qwen2.5-0.5B-Instruct --adapter runs/lora -
 python merge_adapter.py --base Qwen/Qwen2.5-0.5B-Instruct --adapter runs/lora --out model/merged \
     --dtype bfloat16 --overwrite
 
-All flags: python merge_adapter.py --help (the logic lives in qaserve/merge.py).
+All flags: python merge_adapter.py --help (the logic lives in qaserve/modeltools/merge.py).
 """
 
 import sys
 
-from qaserve.launcher import configure_logging
-from qaserve.merge import main
+from qaserve.logs import configure_logging
+from qaserve.modeltools.merge import main
 
 if __name__ == "__main__":
     configure_logging("INFO")

@@ -6,13 +6,13 @@ python quantize_awq.py --model model/merged --write-calibration calib.jsonl   # 
 
 Run it from .venv: the quantization itself runs in .venv-quant (bash scripts/setup_quant.sh),
 then the result is checked in vLLM. All flags: python quantize_awq.py --help (the logic lives
-in qaserve/quant.py, qaserve/calibration.py and qaserve/quant_verify.py).
+in qaserve/modeltools/quant/: compress.py, calibration.py and verify.py).
 """
 
 import sys
 
-from qaserve.launcher import configure_logging
-from qaserve.quant_cli import main
+from qaserve.logs import configure_logging
+from qaserve.modeltools.quant.cli import main
 
 if __name__ == "__main__":
     configure_logging("INFO")

@@ -15,15 +15,18 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/python ]; then
   # shellcheck source=/dev/null
   . .venv/bin/activate
 fi
+# images and minimal systems may have `python3` only
+py=python
+command -v python >/dev/null 2>&1 || py=python3
 # Stop here, with the ways out, when the engine the settings ask for is not installed: only the
 # transformers engine runs without vLLM. (A presence check: importing vLLM here would add its
 # whole import time, 9-11 s on a 2-core CPU, to every start; setup.sh imports it once.)
-python - "$@" <<'PY'
+"$py" - "$@" <<'PY'
 import importlib.util
 import sys
 
 try:
-    from qaserve.launcher import settings_from_args, settings_parser
+    from qaserve.server.cli import settings_from_args, settings_parser
     from qaserve.settings import SettingsError
 except ImportError as exc:
     sys.exit(f"run_model.sh: the server's own packages are missing in {sys.executable} ({exc}).\n"
@@ -49,4 +52,4 @@ if not found:
   bash run_model.sh --engine transformers   no vLLM: the transformers fallback, much slower
                                             (or set the environment variable ENGINE to transformers)""")
 PY
-exec python serve.py "$@"
+exec "$py" serve.py "$@"

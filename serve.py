@@ -6,7 +6,7 @@ uvicorn serve:app --host 0.0.0.0 --port 8000      # settings from the environmen
 
 from typing import Any
 
-from qaserve.launcher import app_from_environment, serve_main
+from qaserve.server.cli import app_from_environment, serve_main
 
 
 def __getattr__(name: str) -> Any:

@@ -7,10 +7,10 @@ python train_demo_model.py --out /tmp/demo --steps 20 --hidden 64 --layers 1   #
 import argparse
 import dataclasses
 import json
-import logging
 from pathlib import Path
 
-from qaserve.demo_train import TrainConfig, plot_loss, train
+from qaserve.logs import configure_logging
+from qaserve.modeltools.demo import TrainConfig, plot_loss, train
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(flag, type=type(field.default), default=field.default)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_logging("INFO")
     if not args.plot:
         config = TrainConfig(
             **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}

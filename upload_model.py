@@ -4,12 +4,12 @@ python upload_model.py --repo-id me/my-qwen --model-dir model/merged --dry-run  
 MODELSCOPE_API_TOKEN=... python upload_model.py --repo-id me/my-qwen --model-dir model/merged
 
 Refuses folders without config.json and weights unless --force. All flags: --help
-(the logic lives in qaserve/hub.py).
+(the logic lives in qaserve/modeltools/hub.py).
 """
 
 import sys
 
-from qaserve.hub import upload_main
+from qaserve.modeltools.hub import upload_main
 
 if __name__ == "__main__":
     sys.exit(upload_main())

@@ -23,12 +23,12 @@ from bench_server import batch_of
 from record import append, environment, rates, summary
 from steps import kernel_profile, step_curve
 
+from qaserve.answering.prompts import PromptBuilder
+from qaserve.answering.service import QAService
 from qaserve.engines import stop_token_ids
-from qaserve.engines.vllm_engine import engine_kwargs, sampling_params
-from qaserve.metrics import Metrics
-from qaserve.model_path import resolve_model_dir
-from qaserve.prompts import PromptBuilder
-from qaserve.service import QAService
+from qaserve.engines.vllm import engine_kwargs, sampling_params
+from qaserve.modeltools.files import resolve_model_dir
+from qaserve.server.metrics import Metrics
 from qaserve.settings import load_settings
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # qaserve, run as 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import append, environment, rates, summary
 
-from qaserve.server_process import start_server
+from qaserve.server.process import start_server
 
 
 def counter(metrics_text: str, name: str) -> float:

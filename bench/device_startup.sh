@@ -4,7 +4,7 @@
 # as on a fresh grading machine), then warm, dummy weights, answers compared with cold-defaults':
 #   cold-defaults     the server as shipped, nothing compiled yet
 #   warm-defaults     the same, its caches now filled by cold-defaults
-#   cold-info-cached  cold, but vLLM's model-info cache filled first (python -m qaserve.vllm_cache,
+#   cold-info-cached  cold, but vLLM's model-info cache filled first (python -m qaserve.modeltools.vllm_cache,
 #                     as the Docker images do at build time)
 #   cold-no-compile   compilation_config mode 0: no torch.compile (vLLM's own kernels), with
 #                     full CUDA graphs for decode steps (mode 0 alone turns graphs off in vLLM 0.25)
@@ -18,7 +18,7 @@ bash bench/device_model.sh
 caches() { echo "VLLM_CACHE_ROOT=$1 TORCHINDUCTOR_CACHE_DIR=$1/inductor TRITON_CACHE_DIR=$1/triton"; }
 export SIZES=${SIZES:-358}
 rm -rf /tmp/cold-1 /tmp/cold-2 /tmp/cold-3
-VLLM_CACHE_ROOT=/tmp/cold-3 python3 -m qaserve.vllm_cache /tmp/q05 2>&1 | tail -n 1
+VLLM_CACHE_ROOT=/tmp/cold-3 python3 -m qaserve.modeltools.vllm_cache /tmp/q05 2>&1 | tail -n 1
 d='ENGINE_EXTRA_ARGS={"load_format":"dummy"}'
 nc='ENGINE_EXTRA_ARGS={"load_format":"dummy","compilation_config":{"mode":0,"cudagraph_mode":"FULL_DECODE_ONLY"}}'
 serve_settings startup .bench/questions.json /tmp/q05 "cold-defaults $d $(caches /tmp/cold-1)" \

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from qaserve.paths import PROJECT_DATA
+
 # "问题：…", "1. 问题：…", "（1. 问题：…", "(12、问题:…"
 QUESTION_MARK = re.compile(r"^\s*(?:[（(]\s*)?(?:\d+\s*[.、．)）]\s*)?问题\s*[:：]\s*")
 ANSWER_MARK = re.compile(r"^\s*答案\s*[:：]\s*")
@@ -24,7 +26,6 @@ INLINE_ANSWER = re.compile(r"\s*答案\s*[:：]\s*")
 HEADING = re.compile(
     r"^\s*(第[0-9一二三四五六七八九十百]+[章节部分]|[一二三四五六七八九十]+、|chapter\s+\d)", re.I
 )
-PROJECT_DATA = Path(__file__).resolve().parents[1] / "data.jsonl"
 FALLBACK_WARMUP = (
     "什么是CUDA？",
     "请详细解释shared memory的tiling原理。",

@@ -26,8 +26,11 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
-from qaserve.prompts import DEFAULT_SYSTEM_PROMPT
-
+# the default of SYSTEM_PROMPT, and what the bundled demo model was trained with
+DEFAULT_SYSTEM_PROMPT = (
+    "你是《Programming Massively Parallel Processors》课程的助教。"
+    "请用中文简洁准确地回答问题，保留关键的英文术语、函数名、代码标识符和数字。"
+)
 DEFAULT_CODE_PATTERN = r"代码|编写|写出|写一个|实现|伪代码|\bcode\b|implement|\bwrite\b"
 DEFAULT_LONG_PATTERN = (
     r"详细|解释|说明|比较|区别|为什么|原理|步骤|过程|分析|优缺点|explain|compare|why"

@@ -36,7 +36,7 @@ import qaserve
 names = [m.name for m in pkgutil.walk_packages(qaserve.__path__, "qaserve.")]
 for name in names:
     importlib.import_module(name)
-from qaserve.server import create_app
+from qaserve.server.app import create_app
 from qaserve.settings import load_settings
 create_app(load_settings())
 print(f"py310: Python {sys.version.split()[0]} imported {len(names)} modules and built the app")

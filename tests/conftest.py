@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from qaserve.smoke_model import build_tiny_qwen
-from qaserve.smoke_model import qwen_tokenizer_dir as _qwen_tokenizer_dir
+from qaserve.modeltools.smoke import build_tiny_qwen
+from qaserve.modeltools.smoke import qwen_tokenizer_dir as _qwen_tokenizer_dir
 
 if TYPE_CHECKING:
     import httpx

@@ -31,14 +31,14 @@ def load_engine(settings: Settings, model_dir: Path, tokenizer: Any) -> Engine:
     failure = None
     if settings.engine in ("auto", "vllm"):
         try:
-            from qaserve.engines.vllm_engine import VllmEngine
+            from qaserve.engines.vllm import VllmEngine
 
             return VllmEngine.load(settings, model_dir, stops, tokenizer)
         except Exception as exc:
             if settings.engine == "vllm":
                 raise
             failure = f"vLLM did not start: {type(exc).__name__}: {exc}"
-    from qaserve.engines.hf_engine import HfEngine
+    from qaserve.engines.hf import HfEngine
 
     engine = HfEngine.load(settings, model_dir, tokenizer, stops)
     if failure:

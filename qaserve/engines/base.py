@@ -1,6 +1,6 @@
 """The one interface every inference engine implements, and the types it speaks.
 
-Engines take prompts already rendered and tokenized (`qaserve.prompts`), so both engines
+Engines take prompts already rendered and tokenized (`qaserve.answering.prompts`), so both engines
 answer from exactly the same token ids.
 """
 

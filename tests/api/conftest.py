@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from qaserve.server import create_app
+from qaserve.server.app import create_app
 from qaserve.settings import load_settings
 from tests.api.fake_engine import FakeEngine, clear_settings_env
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from qaserve.server import create_app
+from qaserve.server.app import create_app
 from qaserve.settings import load_settings
 from tests.api.conftest import ClientFactory
 from tests.api.fake_engine import FakeEngine, assert_error, metric

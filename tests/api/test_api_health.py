@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import qaserve.server
+import qaserve.server.app
 from qaserve.questions import warmup_questions
-from qaserve.server import create_app
+from qaserve.server.app import create_app
 from qaserve.settings import load_settings
 from tests.api.conftest import SHARED_SETTINGS, ClientFactory
 from tests.api.fake_engine import FakeEngine, assert_error
@@ -74,7 +74,7 @@ def test_lifespan_closes_the_engine(tiny_model_dir: Path) -> None:
 def test_dead_engine_fails_health_within_seconds(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(qaserve.server, "WATCHDOG_INTERVAL_S", 0.05)
+    monkeypatch.setattr(qaserve.server.app, "WATCHDOG_INTERVAL_S", 0.05)
     client, fake = make_client()
     assert client.get("/").status_code == 200
     fake.healthy = False

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from qaserve.prompts import DEFAULT_SYSTEM_PROMPT
-from qaserve.settings import load_settings
+from qaserve.settings import DEFAULT_SYSTEM_PROMPT, load_settings
 from tests.api.fake_engine import FakeEngine, assert_error
 
 QUESTION = "什么是warp？"
@@ -135,9 +134,9 @@ def test_stream_past_the_deadline_closes_the_engine_stream_at_once(tiny_model_di
     aborts the request there), not later when the garbage collector finds it."""
     from transformers import AutoTokenizer
 
-    from qaserve.metrics import Metrics
-    from qaserve.prompts import PromptBuilder
-    from qaserve.service import QAService, Usage
+    from qaserve.answering.prompts import PromptBuilder
+    from qaserve.answering.service import QAService, Usage
+    from qaserve.server.metrics import Metrics
 
     settings = load_settings(model_dir=tiny_model_dir, warmup=False, predict_deadline_s=0.05)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

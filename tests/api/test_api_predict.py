@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from qaserve.prompts import DEFAULT_SYSTEM_PROMPT
+from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 from tests.api.conftest import SHARED_SETTINGS, ClientFactory
 from tests.api.fake_engine import FakeEngine, assert_error, metric
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from qaserve.server import create_app
+from qaserve.modeltools.smoke import build_tiny_qwen
+from qaserve.server.app import create_app
 from qaserve.settings import load_settings
-from qaserve.smoke_model import build_tiny_qwen
 from tests.api.fake_engine import clear_settings_env
 
 pytestmark = pytest.mark.engine

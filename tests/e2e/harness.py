@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from qaserve import server_process as sp
+from qaserve.server import process as sp
 from qaserve.settings import Settings
 from tests.conftest import engine_env
 
@@ -126,7 +126,7 @@ _append(_SEEN, "%d %s" % (_os.getpid(), _cmdline()))
 
 @dataclass
 class Server:
-    """One server process group started through `qaserve.server_process` (which spawns and
+    """One server process group started through `qaserve.server.process` (which spawns and
     stops it), with what the tests read of its start."""
 
     name: str

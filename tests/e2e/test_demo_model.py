@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from qaserve.evaluation import HELDOUT, evaluate, server_info
-from qaserve.model_path import DEMO_MODEL_DIR
+from qaserve.evaluation.run import HELDOUT, evaluate, server_info
+from qaserve.modeltools.files import DEMO_MODEL_DIR
 from qaserve.questions import load_questions
 from tests.e2e.harness import NetGuard, Server, finish, server_env, start_server
 

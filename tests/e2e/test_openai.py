@@ -12,7 +12,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
-from qaserve.postprocess import clean_answer
+from qaserve.answering.cleanup import clean_answer
 from tests.e2e.harness import Server
 
 pytestmark = pytest.mark.engine

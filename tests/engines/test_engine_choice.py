@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from qaserve.engines import load_engine
-from qaserve.engines.hf_engine import HfEngine
+from qaserve.engines.hf import HfEngine
 from qaserve.settings import Settings, load_settings
 
 pytestmark = pytest.mark.engine
@@ -36,7 +36,7 @@ def tokenizer(tiny_model_dir: Path) -> Any:
 
 @pytest.fixture
 def broken_vllm(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    from qaserve.engines.vllm_engine import VllmEngine
+    from qaserve.engines.vllm import VllmEngine
 
     calls: list[Any] = []
 
@@ -96,7 +96,7 @@ def test_every_engine_argument_we_send_exists_in_this_vllm(
 ) -> None:
     from vllm import AsyncEngineArgs
 
-    from qaserve.engines.vllm_engine import engine_kwargs
+    from qaserve.engines.vllm import engine_kwargs
 
     known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
     settings = load_settings(
@@ -105,7 +105,7 @@ def test_every_engine_argument_we_send_exists_in_this_vllm(
         async_scheduling=True,
         enable_speculative_decoding=True,
     )
-    with caplog.at_level(logging.INFO, logger="qaserve.engines.vllm_engine"):
+    with caplog.at_level(logging.INFO, logger="qaserve.engines.vllm"):
         kwargs = engine_kwargs(settings, Path("/m"), known)
     assert "has no engine option" not in caplog.text  # only the request-logging switch differs
     for name in ("quantization", "max_num_batched_tokens", "async_scheduling"):

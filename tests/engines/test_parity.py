@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from qaserve.answering.prompts import PromptBuilder
 from qaserve.engines import GenParams, GenResult, stop_token_ids
-from qaserve.engines.hf_engine import HfEngine
-from qaserve.prompts import DEFAULT_SYSTEM_PROMPT, PromptBuilder
-from qaserve.settings import Settings, load_settings
+from qaserve.engines.hf import HfEngine
+from qaserve.settings import DEFAULT_SYSTEM_PROMPT, Settings, load_settings
 
 pytestmark = pytest.mark.engine
 
@@ -114,7 +114,7 @@ def vllm_runs(
 ) -> dict[str, Any]:
     """Everything the tests ask of vLLM, in one engine start and one event loop (the engine's
     output handler lives on the loop that first used it)."""
-    from qaserve.engines.vllm_engine import VllmEngine
+    from qaserve.engines.vllm import VllmEngine
 
     # two replicas: the batch is dealt over two engine processes, answers must not change
     replicated = settings.model_copy(update={"engine_replicas": 2})
@@ -246,7 +246,7 @@ def test_decode_at_end_gives_the_same_answers(vllm_runs: dict[str, Any]) -> None
 
 
 def test_decode_at_end_asks_vllm_for_token_ids_only_without_stop_strings() -> None:
-    from qaserve.engines.vllm_engine import sampling_params
+    from qaserve.engines.vllm import sampling_params
 
     plain = GenParams(max_new_tokens=8)
     assert sampling_params(plain, [1], final_only=True).detokenize is True

@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from qaserve.engines.base import GenParams
-from qaserve.engines.vllm_engine import sampling_params
-from qaserve.schemas import PredictRequest
+from qaserve.engines.vllm import sampling_params
+from qaserve.server.schemas import PredictRequest
 from qaserve.settings import SettingsError, load_settings
 
 # (request field, values at the edge of what we accept, values just past it)

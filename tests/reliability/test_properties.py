@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from qaserve.budget import BudgetRules, budget_for, question_kind
-from qaserve.metrics import Metrics
-from qaserve.prompts import PromptBuilder
-from qaserve.scoring import grader_rouge_l
-from qaserve.service import QAService
+from qaserve.answering.budget import BudgetRules, budget_for, question_kind
+from qaserve.answering.prompts import PromptBuilder
+from qaserve.answering.service import QAService
+from qaserve.evaluation.scoring import grader_rouge_l
+from qaserve.server.metrics import Metrics
 from qaserve.settings import DEFAULT_CODE_PATTERN, DEFAULT_LONG_PATTERN, load_settings
 from tests.api.fake_engine import FAIL_MARKER, FakeEngine, clear_settings_env
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qaserve.hub import EXIT_CODES, missing_parts
-from qaserve.model_path import downloaded_dir, resolve_model_dir
+from qaserve.modeltools.files import downloaded_dir, resolve_model_dir
+from qaserve.modeltools.hub import EXIT_CODES, missing_parts
 from qaserve.settings import load_settings
 from tests.tools.conftest import (
     TOKEN,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from qaserve.merge import (
+from qaserve.modeltools.merge import (
     DTYPE_TOLERANCE,
     MergeError,
     MergeReport,
@@ -27,7 +27,7 @@ from qaserve.merge import (
     merge_adapter,
     sample_prompts,
 )
-from qaserve.smoke_model import build_tiny_qwen
+from qaserve.modeltools.smoke import build_tiny_qwen
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -234,7 +234,7 @@ def test_cli_merges_a_cached_hub_model_in_its_bf16_dtype(adapter_dir: Path, tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     assert "peft merge" in done.stdout and "written model" in done.stdout
     assert f"merged model written to {out} (bfloat16" in done.stdout
-    assert "qaserve.merge" in done.stderr  # progress lines
+    assert "qaserve.modeltools.merge" in done.stderr  # progress lines
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
     info = json.loads((out / "merge_info.json").read_text())
     assert info["base"] == "tiny-org/tiny-qwen-bf16" and info["dtype"] == "bfloat16"
@@ -267,7 +267,7 @@ def _transformers_answers(model_dir: Path, prompts: list[list[int]]) -> list[str
 @pytest.fixture(scope="module")
 def vllm_answers(merged: MergeReport, prompts: list[list[int]]) -> list[str]:
     from qaserve.engines import GenParams, stop_token_ids
-    from qaserve.engines.vllm_engine import VllmEngine
+    from qaserve.engines.vllm import VllmEngine
     from qaserve.settings import Settings, load_settings
 
     with pytest.MonkeyPatch.context() as mp:

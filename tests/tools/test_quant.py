@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from qaserve import quant_cli
-from qaserve.quant import weight_bytes
-from qaserve.quant_verify import agreement, generate
-from qaserve.smoke_model import build_tiny_qwen
+from qaserve.modeltools.quant import cli as quant_cli
+from qaserve.modeltools.quant.compress import weight_bytes
+from qaserve.modeltools.quant.verify import agreement, generate
+from qaserve.modeltools.smoke import build_tiny_qwen
 from tests.tools.conftest import tool_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,7 +198,7 @@ def test_fp8_and_w8a8_formats(fp8_and_w8a8: dict[str, Path]) -> None:
 
 @pytest.mark.engine
 def test_vllm_runs_fp8_and_w8a8(fp8_and_w8a8: dict[str, Path]) -> None:
-    from qaserve.merge import sample_prompts
+    from qaserve.modeltools.merge import sample_prompts
 
     for scheme, out in fp8_and_w8a8.items():
         prompts = sample_prompts(out, 2)

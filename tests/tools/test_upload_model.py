@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from qaserve.hub import EXIT_CODES
+from qaserve.modeltools.hub import EXIT_CODES
 from tests.tools.conftest import (
     TOKEN,
     UNSERVED_OK,

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from qaserve.settings import Settings
-from qaserve.tuning_notify import Message
-from qaserve.tuning_trial import TrialResult, aggregate
+from qaserve.tuning.notify import Message
+from qaserve.tuning.trial import TrialResult, aggregate
 from tests.conftest import engine_env
 
 TOPICS = ["warp", "shared memory", "tiling", "atomicAdd", "CUDA stream", "coalescing"]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from qaserve.settings import Settings
-from qaserve.tuning_cli import build_parser, main
-from qaserve.tuning_config import env_names, load_config
+from qaserve.tuning.cli import build_parser, main
+from qaserve.tuning.config import env_names, load_config
 from tests.tuning.helpers import write_space
 
 

@@ -20,13 +20,13 @@ from typing import Any
 import optuna
 import pytest
 
-from qaserve import server_process as sp
-from qaserve.tuning import Tuner
-from qaserve.tuning_cli import build_parser, load_questions, main
-from qaserve.tuning_config import load_config
-from qaserve.tuning_paths import Paths
-from qaserve.tuning_space import load_space
-from qaserve.tuning_store import read_jsonl
+from qaserve.server import process as sp
+from qaserve.tuning.cli import build_parser, load_questions, main
+from qaserve.tuning.config import load_config
+from qaserve.tuning.paths import Paths
+from qaserve.tuning.space import load_space
+from qaserve.tuning.store import read_jsonl
+from qaserve.tuning.tuner import Tuner
 from tests.tuning.helpers import (
     clean_env,
     serve_smtp,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from qaserve.tuning_config import load_config
-from qaserve.tuning_notify import (
+from qaserve.tuning.config import load_config
+from qaserve.tuning.notify import (
     FeishuWebhook,
     Message,
     Notifier,

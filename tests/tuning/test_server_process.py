@@ -1,4 +1,4 @@
-"""qaserve/server_process.py on a fake ASGI app (tests/tuning/fake_app.py, no engine): readiness,
+"""qaserve/server/process.py on a fake ASGI app (tests/tuning/fake_app.py, no engine): readiness,
 the whole process group stopped (SIGKILL when SIGTERM is ignored), the port freed, start errors,
 a server that dies with its parent, a leftover group stopped later, busy ports.
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from qaserve import server_process as sp
-from qaserve.tuning_config import TuneConfig
-from qaserve.tuning_trial import PortBusy, _port
+from qaserve.server import process as sp
+from qaserve.tuning.config import TuneConfig
+from qaserve.tuning.trial import PortBusy, _port
 
 APP = "tests.tuning.fake_app:app"
 
@@ -71,7 +71,7 @@ def test_start_errors_carry_the_log_tail(tmp_path: Path) -> None:
 PARENT = """
 import json, os, sys, time
 from pathlib import Path
-from qaserve.server_process import start_server
+from qaserve.server.process import start_server
 server = start_server({**os.environ, "FAKE_APP_MODE": "ok"}, Path(sys.argv[1]),
                       app="tests.tuning.fake_app:app", die_with_parent=sys.argv[2] == "1")
 server.wait_ready(60)

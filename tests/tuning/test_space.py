@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from qaserve.settings import Settings
-from qaserve.tuning_space import (
+from qaserve.tuning.space import (
     SpaceError,
     load_space,
     overrides_env,

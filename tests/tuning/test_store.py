@@ -16,7 +16,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from qaserve import tuning_store as store
+from qaserve.tuning import store
 
 
 def trial(

@@ -14,14 +14,14 @@ from typing import Any
 import optuna
 import pytest
 
-from qaserve import tuning
 from qaserve.questions import QA
-from qaserve.tuning import StudyMismatch, Tuner
-from qaserve.tuning_config import TuneConfig, load_config
-from qaserve.tuning_notify import Notifier
-from qaserve.tuning_paths import Locked, Paths, hold_lock
-from qaserve.tuning_space import parse_space
-from qaserve.tuning_store import read_jsonl
+from qaserve.tuning import tuner as tuning
+from qaserve.tuning.config import TuneConfig, load_config
+from qaserve.tuning.notify import Notifier
+from qaserve.tuning.paths import Locked, Paths, hold_lock
+from qaserve.tuning.space import parse_space
+from qaserve.tuning.store import read_jsonl
+from qaserve.tuning.tuner import StudyMismatch, Tuner
 from tests.tuning.helpers import FakeChannel, FakeRunner
 
 QAS = [

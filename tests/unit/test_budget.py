@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 
-from qaserve.budget import BudgetRules, budget_for, question_kind
+from qaserve.answering.budget import BudgetRules, budget_for, question_kind
 from qaserve.settings import DEFAULT_CODE_PATTERN, DEFAULT_LONG_PATTERN, load_settings
 
 

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from qaserve.compare import changes_table, compare_runs, compare_table, load_records, main
+from qaserve.evaluation.compare import (
+    changes_table,
+    compare_runs,
+    compare_table,
+    load_records,
+    main,
+)
 
 
 def rec(i: int, q: str, grader: float, cjk: float, pred: str = "p") -> dict[str, Any]:

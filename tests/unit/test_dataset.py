@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qaserve.demo_train import load_pairs
+from qaserve.modeltools.demo import load_pairs
 from qaserve.questions import load_questions, warmup_questions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from qaserve.demo_train import (
+from qaserve.answering.prompts import PromptBuilder
+from qaserve.modeltools.demo import (
     DEMO_MARKER,
     IGNORE,
     IM_END,
@@ -20,8 +21,8 @@ from qaserve.demo_train import (
     noisy,
     train,
 )
-from qaserve.model_path import DEMO_MODEL_DIR, is_model_dir
-from qaserve.prompts import DEFAULT_SYSTEM_PROMPT, PromptBuilder
+from qaserve.modeltools.files import DEMO_MODEL_DIR, is_model_dir
+from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 
 TINY = TrainConfig(
     hidden=64,
@@ -127,7 +128,7 @@ def test_noise_keeps_the_english_terms():
 
 
 def test_variants_are_sampled(tmp_path: Path):
-    from qaserve.demo_train import variant
+    from qaserve.modeltools.demo import variant
 
     pair = Pair(("q1", "q2"), "a")
     seen = {variant(random.Random(seed), pair)[1].split("：")[-1] for seed in range(50)}

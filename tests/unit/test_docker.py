@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = ["Dockerfile", "Dockerfile.metax"]
 # variables of other programs the images may set; everything else must be a Settings field
 THIRD_PARTY_ENV = {"PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}
-BUILD_ONLY_ARGS = {"BASE_IMAGE", "MODEL_REVISION"}
+BUILD_ONLY_ARGS = {"BASE_IMAGE", "MODEL_REVISION", "MODELSCOPE_ENDPOINT"}
 SECRET_WORDS = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.I)
 
 
@@ -79,7 +79,7 @@ def test_the_model_is_downloaded_at_build_time_into_the_served_place() -> None:
 def test_vllm_model_info_is_cached_after_the_download_with_the_served_model(name: str) -> None:
     steps = [(i["instruction"], i["value"]) for i in _parsed(name).structure]
     runs = [value for kind, value in steps if kind == "RUN"]
-    fill = next(i for i, v in enumerate(runs) if "qaserve.vllm_cache" in v)
+    fill = next(i for i, v in enumerate(runs) if "qaserve.modeltools.vllm_cache" in v)
     download = next(i for i, v in enumerate(runs) if "image_download.sh" in v)
     assert fill > download
     at = steps.index(("RUN", runs[fill]))

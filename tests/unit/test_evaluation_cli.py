@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from qaserve import evaluation
-from qaserve.evaluation import build_parser, evaluate, load_sets, main, tokenizer_dir
+from qaserve.evaluation import run as evaluation
+from qaserve.evaluation.run import build_parser, evaluate, load_sets, main, tokenizer_dir
 from qaserve.questions import QA
 from qaserve.settings import Settings
 from tests.unit.fake_grader import FakeServer, free_port

@@ -17,9 +17,16 @@ import httpx
 import pytest
 import requests
 
-from qaserve import hub
-from qaserve.hub import EXIT_CODES, ToolError, classify, download_main, explain, missing_parts
-from qaserve.model_path import downloaded_dir
+from qaserve.modeltools import hub
+from qaserve.modeltools.files import downloaded_dir
+from qaserve.modeltools.hub import (
+    EXIT_CODES,
+    ToolError,
+    classify,
+    download_main,
+    explain,
+    missing_parts,
+)
 from qaserve.settings import Settings, load_settings
 from qaserve.settings_doc import env_force_script, env_names, env_table
 

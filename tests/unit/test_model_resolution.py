@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qaserve import model_path
-from qaserve.model_path import ModelNotFoundError, resolve_model_dir
+from qaserve.modeltools import files as model_path
+from qaserve.modeltools.files import ModelNotFoundError, resolve_model_dir
 from qaserve.settings import Settings
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qaserve.postprocess import clean_answer, remove_special_tokens, strip_think, trim
+from qaserve.answering.cleanup import clean_answer, remove_special_tokens, strip_think, trim
 
 TAGS = ("<think>", "</think>", "<|im_end|>", "<|im_start|>", "<|endoftext|>")
 

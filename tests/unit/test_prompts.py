@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from qaserve.prompts import ELLIPSIS, Prompt, PromptBuilder
+from qaserve.answering.prompts import ELLIPSIS, Prompt, PromptBuilder
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 
 SYSTEM = DEFAULT_SYSTEM_PROMPT

@@ -20,7 +20,7 @@ from qaserve.engines.replicas import (
     this_machine,
     weights_size,
 )
-from qaserve.engines.vllm_engine import VllmEngine
+from qaserve.engines.vllm import VllmEngine
 from qaserve.settings import Settings
 
 
@@ -179,7 +179,7 @@ def _load_with_fake_engines(
 ) -> VllmEngine:
     import vllm.v1.engine.async_llm as async_llm
 
-    from qaserve.engines import vllm_engine
+    from qaserve.engines import vllm as vllm_engine
 
     _FakeAsyncLLM.started, _FakeAsyncLLM.fail_at = [], fail_at
     monkeypatch.setattr(async_llm, "AsyncLLM", _FakeAsyncLLM)

@@ -11,7 +11,13 @@ from typing import Any
 
 from rich.console import Console
 
-from qaserve.report import _time_fields, main, summary_from_records, summary_table, write_report
+from qaserve.evaluation.report import (
+    _time_fields,
+    main,
+    summary_from_records,
+    summary_table,
+    write_report,
+)
 
 PNGS = ("scores_hist.png", "score_vs_length.png", "time.png")
 

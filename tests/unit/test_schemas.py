@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from qaserve.schemas import ChatRequest, PredictRequest, SystemPromptUpdate
+from qaserve.server.schemas import ChatRequest, PredictRequest, SystemPromptUpdate
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qaserve.scoring import (
+from qaserve.evaluation.scoring import (
     Speed,
     cjk_rouge_l,
     cjk_tokens,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from qaserve.engines.vllm_engine import engine_kwargs, speculative_config
-from qaserve.launcher import settings_from_args, settings_parser
+from qaserve.engines.vllm import engine_kwargs, speculative_config
+from qaserve.server.cli import settings_from_args, settings_parser
 from qaserve.settings import Settings, SettingsError, load_settings
 
 TOKEN = "very-secret-token-91"
@@ -175,7 +175,7 @@ def test_engine_kwargs_follow_settings_and_drop_unknown_names(
     monkeypatch.setenv("VLLM_KV_CACHE_DTYPE", "fp8")
     monkeypatch.setenv("ENABLE_PREFIX_CACHING", "0")
     monkeypatch.setenv("ENGINE_EXTRA_ARGS", '{"block_size": 32, "no_such_option": 1}')
-    with caplog.at_level(logging.INFO, logger="qaserve.engines.vllm_engine"):
+    with caplog.at_level(logging.INFO, logger="qaserve.engines.vllm"):
         kwargs = engine_kwargs(load_settings(), Path("/m/q"), KNOWN)
     assert set(kwargs) <= KNOWN
     assert kwargs["model"] == kwargs["tokenizer"] == "/m/q"

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from qaserve.server_process import free_port
+from qaserve.server.process import free_port
 from tests.e2e.harness import (
     REPO,
     NetGuard,

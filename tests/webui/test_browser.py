@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from qaserve.scoring import cjk_rouge_l, grader_rouge_l
-from qaserve.server_process import free_port
+from qaserve.evaluation.scoring import cjk_rouge_l, grader_rouge_l
+from qaserve.server.process import free_port
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 from tests.e2e.harness import Server
 from tests.unit.fake_grader import serve_fake

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from qaserve import webui_api as api
-from qaserve.metrics import Metrics
 from qaserve.questions import QA
-from qaserve.webui_batch import merge_runs, run_batch, summary_markdown, table_rows
-from qaserve.webui_chat import add_question, answer, without_last_answer
-from qaserve.webui_metrics import figure_rows, parse_metrics, request_rows
+from qaserve.server.metrics import Metrics
+from qaserve.webui import api
+from qaserve.webui.batch import merge_runs, run_batch, summary_markdown, table_rows
+from qaserve.webui.chat import add_question, answer, without_last_answer
+from qaserve.webui.stats import figure_rows, parse_metrics, request_rows
 from tests.e2e.harness import REPO
 from tests.unit.fake_grader import serve_fake
 
@@ -117,7 +117,7 @@ def test_banner_texts() -> None:
 
 
 def test_probe_of_a_closed_port_is_down() -> None:
-    from qaserve.server_process import free_port
+    from qaserve.server.process import free_port
 
     status = api.probe(f"http://127.0.0.1:{free_port()}")
     assert status.state == "down" and "ConnectError" in status.detail
@@ -170,7 +170,7 @@ def test_history_steps() -> None:
 
 
 def test_answer_to_an_unreachable_server_says_so() -> None:
-    from qaserve.server_process import free_port
+    from qaserve.server.process import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     history = [{"role": "user", "content": "Q"}]
@@ -198,7 +198,7 @@ def test_403_asks_for_the_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen[0]["headers"] == {"Authorization": "Bearer s3cret"}
     assert seen[0]["json"] == {"system_prompt": "new"}
 
-    from qaserve.webui_tabs import write_prompt
+    from qaserve.webui.tabs import write_prompt
 
     # a token field never opened sends None
     _, status, accordion = write_prompt("http://h:1", "new", None, reset=True)
@@ -216,7 +216,7 @@ def _qas(n: int) -> list[QA]:
 
 
 def test_chunked_run_equals_one_evaluate_call() -> None:
-    from qaserve.evaluation import evaluate
+    from qaserve.evaluation.run import evaluate
 
     qas = _qas(7)
     fractions: list[float | None] = []
@@ -257,7 +257,7 @@ def test_merge_of_nothing_is_empty() -> None:
 
 
 def test_flags_beat_environment_beats_defaults() -> None:
-    from qaserve.webui import build_parser
+    from qaserve.webui.app import build_parser
 
     args = build_parser({}).parse_args([])
     assert (args.server_url, args.host, args.port) == ("http://127.0.0.1:8000", "127.0.0.1", 7860)
@@ -269,7 +269,7 @@ def test_flags_beat_environment_beats_defaults() -> None:
 
 
 def test_login_only_from_the_environment() -> None:
-    from qaserve.webui import launch_options, read_options
+    from qaserve.webui.app import launch_options, read_options
 
     assert read_options([], {}).auth is None
     args = read_options([], {"WEBUI_AUTH": "ta:pa:ss"})
@@ -282,7 +282,7 @@ def test_login_only_from_the_environment() -> None:
 def test_theme_uses_system_fonts_only() -> None:
     import gradio as gr
 
-    from qaserve.webui import launch_options
+    from qaserve.webui.app import launch_options
 
     theme = launch_options("127.0.0.1", 7860)["theme"]
     fonts = [*theme._font, *theme._font_mono]
@@ -302,7 +302,7 @@ def test_start_script_help() -> None:
 
 
 def test_app_builds_without_a_server(tmp_path: Path) -> None:
-    from qaserve.webui import build_app
+    from qaserve.webui.app import build_app
 
     app = build_app("http://127.0.0.1:9")
     labels = {getattr(block, "label", None) for block in app.blocks.values()}
