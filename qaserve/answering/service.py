@@ -127,9 +127,8 @@ class QAService:
             results = await self.engine.generate([p.token_ids for p in prompts], params, deadline)
         except Exception as exc:  # the batch still answers: every item "" and counted failed
             log.exception("the engine failed the whole batch")
-            results = [GenResult(finish="error", error=f"{type(exc).__name__}: {exc}")] * len(
-                prompts
-            )
+            error = f"{type(exc).__name__}: {exc}"
+            results = [GenResult(finish="error", error=error) for _ in prompts]
         for i, prompt, result in zip(live, prompts, results, strict=True):
             outcome.answers[i] = clean_answer(result.text, self.settings.trim_answers)
             outcome.truncated += prompt.truncated
@@ -142,9 +141,10 @@ class QAService:
 
     def account(self, questions: list[str], outcome: BatchOutcome, malformed: int = 0) -> None:
         """Count an answered batch in the metrics and log its one INFO line."""
+        chars_in = sum(len(q) for q in questions)
         chars_out = sum(len(a) for a in outcome.answers)
         self.metrics.batch_size.observe(len(questions))
-        self._count(len(questions), sum(len(q) for q in questions), chars_out, outcome)
+        self._count(len(questions), chars_in, chars_out, outcome)
         self.metrics.empty.inc(outcome.empty)
         self.metrics.cut.inc(outcome.cut)
         self.metrics.truncated.inc(outcome.truncated)
@@ -154,7 +154,7 @@ class QAService:
             "batch: %d items, %d chars in, %d chars out, %.2f s, %.0f chars/s, %d tokens out, "
             "%d empty, %d failed, %d cut by deadline, %d prompts truncated, %d malformed",
             len(questions),
-            sum(len(q) for q in questions),
+            chars_in,
             chars_out,
             outcome.seconds,
             rate,
