@@ -1,4 +1,4 @@
-"""Entry-point helpers: logging setup and the `serve.py` command line.
+"""The `serve.py` command line: settings from flags, the port bound before loading, uvicorn.
 
     python serve.py --port 8000 --model-dir model/my-model --engine vllm
 
