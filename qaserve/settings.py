@@ -203,6 +203,16 @@ class Settings(BaseSettings):
         "decodes each answer's tokens once, when it ends (same text, less CPU in the API "
         "process, which serves every replica); answers with stop strings keep vLLM's.",
     )
+    gc_freeze: bool = Field(
+        True,
+        description="Move everything the start-up allocated out of the garbage collector's "
+        "reach (`gc.freeze`), and pause cyclic collection while a batch is in flight.",
+    )
+    dedupe_questions: bool = Field(
+        True,
+        description="Generate identical greedy items of a batch once and give each its copy "
+        "(same prompt and parameters: same answer); sampled items are always generated apart.",
+    )
     seed: int = Field(0, description="Engine random seed.")
     engine_extra_args: Annotated[dict[str, Any], NoDecode] = Field(
         default_factory=dict,

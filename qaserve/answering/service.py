@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ from qaserve.answering.cleanup import clean_answer
 from qaserve.engines.base import Engine, GenParams, GenResult
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Iterator
 
     from qaserve.answering.prompts import Prompt, PromptBuilder
     from qaserve.server.metrics import Metrics
@@ -102,7 +103,8 @@ class QAService:
         outcome = BatchOutcome(answers=[""] * len(questions))
         live = [i for i, q in enumerate(questions) if q.strip()]  # blank question -> ""
         if live:
-            await self._answer_live(questions, live, overrides, outcome, start)
+            with collector_paused(self.settings.gc_freeze):
+                await self._answer_live(questions, live, overrides, outcome, start)
         outcome.seconds = time.monotonic() - start
         outcome.empty = sum(1 for a in outcome.answers if not a)
         if record:
@@ -123,21 +125,27 @@ class QAService:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("budgets: %s", [p.max_new_tokens for p in params])
         deadline = start + self.settings.predict_deadline_s
+        first = same_as(prompts, params) if self.settings.dedupe_questions else None
+        distinct = sorted(set(first)) if first else list(range(len(prompts)))
         try:
-            results = await self.engine.generate([p.token_ids for p in prompts], params, deadline)
+            generated = await self.engine.generate(
+                [prompts[i].token_ids for i in distinct], [params[i] for i in distinct], deadline
+            )
         except Exception as exc:  # the batch still answers: every item "" and counted failed
             log.exception("the engine failed the whole batch")
             error = f"{type(exc).__name__}: {exc}"
-            results = [GenResult(finish="error", error=error) for _ in prompts]
+            generated = [GenResult(finish="error", error=error) for _ in distinct]
+        by_item = dict(zip(distinct, generated, strict=True))
+        results = [by_item[first[i] if first else i] for i in range(len(prompts))]
         for i, prompt, result in zip(live, prompts, results, strict=True):
             outcome.answers[i] = clean_answer(result.text, self.settings.trim_answers)
             outcome.truncated += prompt.truncated
             outcome.prompt_tokens += len(prompt.token_ids)
-            outcome.answer_tokens += result.token_count
             outcome.failed += result.finish == "error"
             outcome.cut += result.finish == "deadline"
+        outcome.answer_tokens = sum(r.token_count for r in generated)  # generated, not copied
         outcome.results = results
-        log_failures(results)
+        log_failures(generated)
 
     def account(self, questions: list[str], outcome: BatchOutcome, malformed: int = 0) -> None:
         """Count an answered batch in the metrics and log its one INFO line."""
@@ -260,6 +268,37 @@ class QAService:
                 "check the sampling settings (TEMPERATURE, STOP_STRINGS, ...)"
             )
         log.info("warm-up: %d items in %.1f s", len(outcome.answers), time.monotonic() - start)
+
+
+def same_as(prompts: list[Prompt], params: list[GenParams]) -> list[int]:
+    """Each item's first identical greedy item (itself when none): a greedy answer depends on
+    its prompt and parameters alone, so identical items are generated once and shared."""
+    first: dict[tuple[tuple[int, ...], GenParams], int] = {}
+    return [
+        first.setdefault((tuple(p.token_ids), sp), i) if sp.temperature == 0 else i
+        for i, (p, sp) in enumerate(zip(prompts, params, strict=True))
+    ]
+
+
+_paused = 0  # batches in flight that asked for the collector to wait
+
+
+@contextlib.contextmanager
+def collector_paused(enabled: bool) -> Iterator[None]:
+    """No cyclic garbage collection while a batch is in flight (GC_FREEZE): a full collection
+    walks every object of the process, and a batch allocates enough to trigger several."""
+    global _paused
+    if not enabled:
+        yield
+        return
+    _paused += 1
+    gc.disable()
+    try:
+        yield
+    finally:
+        _paused -= 1
+        if _paused == 0:
+            gc.enable()
 
 
 @dataclass

@@ -247,10 +247,9 @@ class VllmEngine:
 
     def _deal(self, params: list[GenParams], engines: list[Any]) -> list[Any]:
         """Each item's engine: longest budgets first, round robin, so replicas finish together."""
-        order = sorted(range(len(params)), key=lambda i: -params[i].max_new_tokens)
         start = next(self._turn)
         owner = [engines[0]] * len(params)
-        for rank, i in enumerate(order):
+        for rank, i in enumerate(longest_first(params)):
             owner[i] = engines[(start + rank) % len(engines)]
         return owner
 
@@ -282,10 +281,12 @@ class VllmEngine:
         """Every prompt submitted at once over `engines`; the results and each one's engine."""
         ids = [f"qa-{next(_request_ids)}" for _ in prompts]
         owners = self._deal(params, engines)
-        tasks = [
-            asyncio.ensure_future(self._run_one(engine, rid, p, sp))
-            for engine, rid, p, sp in zip(owners, ids, prompts, params, strict=True)
-        ]
+        # submitted longest budget first: the items that set the batch's length start first
+        started = {
+            i: asyncio.ensure_future(self._run_one(owners[i], ids[i], prompts[i], params[i]))
+            for i in longest_first(params)
+        }
+        tasks = [started[i] for i in range(len(prompts))]
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -370,6 +371,11 @@ class VllmEngine:
         # drop them now: vLLM's __del__ would otherwise shut down again at interpreter exit
         self._engines = []
         self._dead = True
+
+
+def longest_first(params: list[GenParams]) -> list[int]:
+    """Item indices by budget, longest first (stable: equal budgets keep their order)."""
+    return sorted(range(len(params)), key=lambda i: -params[i].max_new_tokens)
 
 
 def _errored(engine: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import platform
@@ -111,6 +112,9 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
     state.service = QAService(settings, engine, builder, state.metrics)
     if settings.warmup:
         await state.service.warm_up()
+    if settings.gc_freeze:  # the engine, tokenizer and imports stay; later collections skip them
+        gc.collect()
+        gc.freeze()
     phases.append(("warm-up", time.monotonic()))
     state.startup_s = _phase_times(state.started, phases)
     state.ready = True
