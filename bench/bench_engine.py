@@ -33,6 +33,7 @@ from qaserve.settings import load_settings
 
 
 def time_generate(llm: Any, service: QAService, stops: list[int], questions: list[str]) -> dict:
+    """One offline batch, timed from planning to the last output; its answers under "answers"."""
     start = time.perf_counter()
     prompts, params = service.plan(questions, {})
     sampling = [sampling_params(p, stops, final_only=True) for p in params]
@@ -42,7 +43,7 @@ def time_generate(llm: Any, service: QAService, stops: list[int], questions: lis
     seconds = time.perf_counter() - start
     chars = sum(len(o.outputs[0].text) for o in outputs)
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    return rates(seconds, chars, tokens)
+    return {**rates(seconds, chars, tokens), "answers": [o.outputs[0].text for o in outputs]}
 
 
 def main() -> None:
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="358,292", help="batch sizes to time; '' for none")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--label", default="LLM.generate")
+    parser.add_argument("--workload", default="dummy", help="recorded: dummy or realistic")
+    parser.add_argument("--save-answers", type=Path, default=None, help="dir: first run's answers")
     parser.add_argument("--commit", default=None)
     parser.add_argument("--results", type=Path, default=None)
     parser.add_argument(
@@ -102,6 +105,11 @@ def main() -> None:
         runs = []
         for run in range(args.repeat):
             r = time_generate(llm, service, stops, batch_of(questions, size))
+            answers = r.pop("answers")
+            if run == 0 and args.save_answers:
+                args.save_answers.mkdir(parents=True, exist_ok=True)
+                name = f"answers-{args.label}-{size}.json"
+                (args.save_answers / name).write_text(json.dumps(answers, ensure_ascii=False))
             runs.append(r)
             print(
                 f"{args.label:<14}{size:>6}{run:>4}{r['seconds']:>8.2f}"
@@ -112,6 +120,8 @@ def main() -> None:
                 **environment(args.commit),
                 "bench": "engine",
                 "label": args.label,
+                "workload": args.workload,
+                "questions": args.questions.name,
                 "command": " ".join(sys.argv),
                 "engine_args": {k: v for k, v in kwargs.items() if k not in ("model", "tokenizer")},
                 "init_s": round(init_s, 1),
@@ -139,8 +149,9 @@ def where_time_goes(
     }
     if args.step_curve:
         sizes = [int(s) for s in args.step_curve.split(",")]
-        rows = step_curve(llm, prompts, sizes, args.step_tokens)
-        append({**record, "bench": "steps", "steps": rows}, args.results)
+        for detokenize in (True, False):
+            rows = step_curve(llm, prompts, sizes, args.step_tokens, detokenize)
+            append({**record, "bench": "steps", "steps": rows}, args.results)
     if args.profile_dir:
         try:
             row = kernel_profile(llm, prompts, 358, args.step_tokens, args.profile_dir)

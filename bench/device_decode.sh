@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the H200 (vLLM staged in /tmp/site, .bench/q05 carried): our server over HTTP with
+# Runs ON the H200 (vLLM staged in /tmp/site, bench/q05 in the tree): our server over HTTP with
 # dummy weights (every answer runs to its budget), ENGINE_REPLICAS × DECODE_AT_END, 358 and
 # 2,048 items, answers compared with the defaults'. With DECODE_AT_END=1 vLLM's API-side output
 # handler (one for all replicas) no longer detokenizes every sequence at every step; the server

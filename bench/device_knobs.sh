@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the H200 (vLLM staged in /tmp/site, .bench/q05 carried): the engine knobs #3 lists
+# Runs ON the H200 (vLLM staged in /tmp/site, bench/q05 in the tree): the engine knobs #3 lists
 # that no run has measured yet, each against the server's defaults in the same call, dummy
 # weights, 358 and 2,048 items, answers compared with the defaults':
 #   defaults          the server as shipped

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the H200 x2 machine (vLLM staged in /tmp/site, .bench/q05 carried): our server over
+# Runs ON the H200 x2 machine (vLLM staged in /tmp/site, bench/q05 in the tree): our server over
 # HTTP, dummy weights, DECODE_AT_END=1, 358 and 2,048 items:
 #   gpu1     one GPU, one engine (the baseline: answers are compared with its)
 #   tp2      TENSOR_PARALLEL_SIZE=2, one engine

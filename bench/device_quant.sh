@@ -6,7 +6,7 @@
 # pyarrow wheel: carry .bench/quant-pyarrow, `mkdir -p /tmp/quant-wheels && cp
 # .bench/quant-pyarrow/*.whl /tmp/quant-wheels/` (bench/quant_wheels.sh made both folders here).
 #   bash bench/device_quant.sh COMMIT [all|quantize|bench]
-# carrying .bench/q05 .bench/questions.json .bench/quant-wheels; `all` (~7 min) can also run as
+# carrying .bench/questions.json .bench/quant-wheels; `all` (~7 min) can also run as
 # `quantize` then `bench` in two calls on the same warm machine (/tmp persists between them).
 set -euo pipefail
 commit=${1:-unknown} stage=${2:-all}

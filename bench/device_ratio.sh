@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the H200 (vLLM staged in /tmp/site, .bench/q05 carried), offline `LLM.generate` on the
+# Runs ON the H200 (vLLM staged in /tmp/site, bench/q05 in the tree), offline `LLM.generate` on the
 # prompts and sampling parameters our server sends, dummy weights:
 #   vllm-defaults  vLLM's own engine defaults: the baseline the goal's ratio is taken against
 #   ours           our server's engine settings (the offline ceiling), then the step-time curve

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs ON the H200 (vLLM staged in /tmp/site, .bench/q05 carried): time to ready from process
+# Runs ON the H200 (vLLM staged in /tmp/site, bench/q05 in the tree): time to ready from process
 # start with COLD compile caches (each variant gets empty vLLM / inductor / Triton cache folders,
 # as on a fresh grading machine), then warm, dummy weights, answers compared with cold-defaults':
 #   cold-defaults     the server as shipped, nothing compiled yet

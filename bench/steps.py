@@ -17,11 +17,16 @@ from pathlib import Path
 from typing import Any
 
 
-def step_curve(llm: Any, prompts: list[list[int]], sizes: list[int], tokens: int) -> list[dict]:
-    """Per batch size: the best of two runs' seconds per decode step."""
+def step_curve(
+    llm: Any, prompts: list[list[int]], sizes: list[int], tokens: int, detokenize: bool = True
+) -> list[dict]:
+    """Per batch size: the best of two runs' seconds per decode step (`detokenize=False`: token
+    ids only, as the server's DECODE_AT_END asks of vLLM)."""
     from vllm import SamplingParams
 
-    sampling = SamplingParams(temperature=0, max_tokens=tokens, min_tokens=tokens, ignore_eos=True)
+    sampling = SamplingParams(
+        temperature=0, max_tokens=tokens, min_tokens=tokens, ignore_eos=True, detokenize=detokenize
+    )
     rows = []
     for n in sizes:
         batch = [{"prompt_token_ids": prompts[i % len(prompts)]} for i in range(n)]
@@ -33,9 +38,11 @@ def step_curve(llm: Any, prompts: list[list[int]], sizes: list[int], tokens: int
         made = sum(len(o.outputs[0].token_ids) for o in outputs)
         assert made == n * tokens, f"expected {n * tokens} tokens, got {made}"
         rows.append(
-            {"batch": n, "tokens": tokens, "seconds": best, "ms_per_step": 1000 * best / tokens}
-        )
-        print(f"step curve  batch {n:>5}  {1000 * best / tokens:7.2f} ms/step  ({best:.2f} s)")
+            {"batch": n, "tokens": tokens, "seconds": best, "ms_per_step": 1000 * best / tokens,
+             "detokenize": detokenize}
+        )  # fmt: skip
+        print(f"step curve  batch {n:>5}  {1000 * best / tokens:7.2f} ms/step  ({best:.2f} s)"
+              f"  detokenize={detokenize}")  # fmt: skip
     return rows
 
 
