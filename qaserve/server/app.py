@@ -151,6 +151,9 @@ def _routes(app: FastAPI, state: AppState) -> None:
         return JSONResponse({"status": status})
 
     app.head("/", include_in_schema=False)(health)  # one OpenAPI operation, HEAD answered too
+    # where vLLM, TGI, SGLang and LitServe users (and their probes) look for it
+    app.get("/health", responses=error_responses(503))(health)
+    app.head("/health", include_in_schema=False)(health)
 
     @app.post(
         "/predict", response_model=PredictResponse, responses=error_responses(400, 413, 422, 503)

@@ -35,6 +35,7 @@ def test_not_ready_before_the_lifespan_ran(tiny_model_dir: Path) -> None:
     client = TestClient(app)  # not entered: the lifespan (engine load) has not run
     error = assert_error(client.get("/"), 503)
     assert (error["type"], error["message"]) == ("unavailable", "loading")
+    assert assert_error(client.get("/health"), 503)["message"] == "loading"
     assert_error(client.post("/predict", json={"prompt": "q"}), 503)
     assert_error(client.get("/system_prompt"), 503)
     assert client.get("/info").json()["ready"] is False
@@ -46,6 +47,8 @@ def test_batch_status_once_ready(client: TestClient) -> None:
     assert r.status_code == 200
     assert r.json() == {"status": "batch"}
     assert client.head("/").status_code == 200
+    assert client.get("/health").json() == {"status": "batch"}  # where vLLM users look
+    assert client.head("/health").status_code == 200
 
 
 def test_ok_status_without_batch_mode(make_client: ClientFactory) -> None:
@@ -83,6 +86,7 @@ def test_dead_engine_fails_health_within_seconds(
         time.sleep(0.05)
     error = assert_error(client.get("/"), 503)
     assert error["message"] == "dead"
+    assert assert_error(client.get("/health"), 503)["message"] == "dead"
     assert_error(client.post("/predict", json={"prompt": "q"}), 503)
     assert_error(client.post("/v1/chat/completions", json=_chat()), 503)
 
