@@ -108,6 +108,22 @@ def leaf_share(path: Path, top: int) -> list[tuple[str, float]]:
     return [(name, n / total) for name, n in leaves.most_common(top)]
 
 
+def python_share(path: Path, top: int) -> list[tuple[str, float]]:
+    """The innermost Python frame of each sample (native frames below it folded in), by share:
+    which of vLLM's or our functions the process was in, waiting or working."""
+    frames: Counter[str] = Counter()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not (stack and count.isdigit()):
+            continue
+        python = [f for f in stack.split(";") if ".py:" in f]
+        frames[python[-1][:160] if python else "(native only)"] += int(count)
+    total = sum(frames.values()) or 1
+    return [(name, n / total) for name, n in frames.most_common(top)]
+
+
 if __name__ == "__main__":
-    for name, share in leaf_share(Path(sys.argv[1]), 40):
-        print(f"{share:6.1%}  {name}")
+    for label, rows in (("innermost frame", leaf_share), ("innermost Python frame", python_share)):
+        print(f"{sys.argv[1]}: share of samples by {label}")
+        for name, share in rows(Path(sys.argv[1]), 30):
+            print(f"{share:6.1%}  {name}")
