@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from qaserve.evaluation.cli import build_parser as eval_parser
+from qaserve.evaluation.cli import load_sets
 from qaserve.logs import configure_logging
 from qaserve.questions import QA
 from qaserve.tuning.config import TuneConfig, add_config_flags, load_config
@@ -48,9 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
 def load_questions(cfg: TuneConfig) -> list[QA]:
     """The question set through the evaluator's own loader: files, else the sample docx sets;
     with TUNE_MAX_N a fixed (seeded) random subset."""
-    from qaserve.evaluation.run import build_parser as eval_parser
-    from qaserve.evaluation.run import load_sets
-
     argv = ["--which", cfg.which] + [f"--questions={path}" for path in cfg.questions]
     if cfg.max_n:
         argv += ["--max-n", str(cfg.max_n), "--shuffle", "--seed", str(cfg.seed)]
