@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.paths import DEMO_MODEL_DIR
 
 if TYPE_CHECKING:
@@ -231,8 +232,6 @@ def _safetensors_problems(file: Path) -> list[str]:
 
 def smoke_model_dir(cache_dir: Path) -> Path:
     """Build (once) and return the tiny random smoke-test model, warning loudly."""
-    from qaserve.modeltools.smoke import build_tiny_qwen
-
     path = cache_dir / SMOKE_DIR_NAME
     if not is_model_dir(path):
         build_tiny_qwen(path)
