@@ -20,7 +20,15 @@ from typing import Any
 from qaserve import client as http
 from qaserve.evaluation.compare import compare_runs, compare_table, load_records
 from qaserve.evaluation.report import summary_table, write_report
-from qaserve.evaluation.run import MODES, Progress, evaluate, resolve_mode, write_jsonl
+from qaserve.evaluation.run import (
+    MODES,
+    Progress,
+    clients,
+    evaluate,
+    has_tokenizer,
+    resolve_mode,
+    write_jsonl,
+)
 from qaserve.evaluation.summary import RunSummary
 from qaserve.logs import configure_logging
 from qaserve.paths import REPO_ROOT as ROOT
@@ -122,7 +130,7 @@ def tokenizer_dir(args: argparse.Namespace) -> Path | None:
         return None
     if model_dir is None:
         return None
-    if not any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+    if not has_tokenizer(model_dir):
         log.warning("no token counts: MODEL_DIR=%s holds no tokenizer", model_dir)
         return None
     return model_dir
@@ -181,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if not qas:
         parser.error("no questions to ask")
     served = Path(info.get("model_dir") or "/nonexistent")
-    if tokenizer is None and (served / "tokenizer_config.json").is_file():
+    if tokenizer is None and has_tokenizer(served):
         tokenizer = served  # the server's own model, on this machine
     mode = resolve_mode(args.endpoint, "batch" if args.batch else args.mode)
     with _progress_bar(mode, args.concurrency) as bar:
@@ -246,7 +254,7 @@ def _progress_bar(mode: str, concurrency: int) -> Iterator[Progress | None]:
     from rich.console import Console
     from rich.progress import Progress as Bar
 
-    workers = max(1, concurrency) if mode == "concurrent" else 1
+    workers = clients(mode, concurrency)
     with Bar(console=Console(stderr=True)) as bar:
         task = bar.add_task("sequential" if workers == 1 else f"{workers} clients", total=None)
         yield lambda done, total, _seconds: bar.update(task, completed=done, total=total)

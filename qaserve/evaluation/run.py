@@ -34,6 +34,7 @@ MODES = ("auto", "batch", "sequential", "concurrent")
 Outcome = tuple[str | None, float | None, str | None]
 # a run's progress: (questions answered, questions, seconds since they went out)
 Progress = Callable[[int, int, float], None]
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # a directory a tokenizer loads from
 PROGRESS_EVERY_S = 0.5  # how often progress is told while nothing is answered (one batch POST)
 T = TypeVar("T")
 
@@ -57,7 +58,7 @@ def evaluate(
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     mode = resolve_mode(endpoint, mode)
     prompts = [strip_question_suffix(qa.question) if strip_q_suffix else qa.question for qa in qas]
-    workers = max(1, concurrency) if mode == "concurrent" else 1
+    workers = clients(mode, concurrency)
 
     def ask(tick: Callable[[], None]) -> tuple[list[Outcome], list[float]]:
         if mode == "batch":
@@ -100,6 +101,16 @@ def evaluate(
     if summary.errors:
         log.warning("%d of %d questions failed (scored as empty answers)", summary.errors, len(qas))
     return records, summary
+
+
+def clients(mode: str, concurrency: int) -> int:
+    """How many questions are out at once: `concurrency` in concurrent mode, else one."""
+    return max(1, concurrency) if mode == "concurrent" else 1
+
+
+def has_tokenizer(path: Path) -> bool:
+    """Whether answer tokens can be counted with a tokenizer loaded from `path`."""
+    return any((path / name).is_file() for name in TOKENIZER_FILES)
 
 
 def resolve_mode(endpoint: str, mode: str) -> str:

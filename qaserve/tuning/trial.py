@@ -23,7 +23,7 @@ from typing import Any
 
 from qaserve import client as http
 from qaserve.evaluation.cli import build_parser, load_sets
-from qaserve.evaluation.run import evaluate, write_jsonl
+from qaserve.evaluation.run import evaluate, has_tokenizer, write_jsonl
 from qaserve.logs import configure_logging
 from qaserve.questions import QA
 from qaserve.server import process as sp
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 # phase -> the server's record (pid, pgid, port, ...) while one runs, else None
 PhaseHook = Callable[[str, "dict[str, Any] | None"], None]
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 class PortBusy(RuntimeError):
@@ -222,7 +221,7 @@ def _server_info(url: str) -> dict[str, Any]:
 
 def _tokenizer_dir(model_dir: str | None) -> Path | None:
     path = Path(model_dir) if model_dir else None
-    if path is not None and any((path / name).is_file() for name in TOKENIZER_FILES):
+    if path is not None and has_tokenizer(path):
         return path
     return None
 
