@@ -8,13 +8,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.paths import DEMO_MODEL_DIR
-
-if TYPE_CHECKING:
-    from qaserve.settings import Settings
+from qaserve.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 SMOKE_DIR_NAME = "smoke-tiny-qwen"
@@ -244,6 +241,4 @@ def smoke_model_dir(cache_dir: Path) -> Path:
 
 
 if __name__ == "__main__":
-    from qaserve.settings import get_settings
-
     print(resolve_model_dir(get_settings()))
