@@ -4,12 +4,12 @@ python eval_local.py --which basic                      # the server on http://1
 python eval_local.py --questions my.jsonl --mode concurrent --report artifacts/run1
 python eval_local.py --compare artifacts/a.jsonl artifacts/b.jsonl
 
-All flags: python eval_local.py --help (the logic lives in qaserve/evaluation/run.py).
+All flags: python eval_local.py --help (the logic lives in qaserve/evaluation/).
 """
 
 import sys
 
-from qaserve.evaluation.run import main
+from qaserve.evaluation.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -118,6 +118,16 @@ def health(url: str, timeout_s: float = 5.0, client: httpx.Client | None = None)
     return body if isinstance(body, dict) else {"body": body}
 
 
+def server_info(url: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The server's `GET /info`, or {} when it has none (another server, an old version)."""
+    try:
+        response = httpx.get(url.rstrip("/") + "/info", timeout=timeout_s)
+        body = response.json() if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def wait_ready(
     url: str,
     timeout_s: float,

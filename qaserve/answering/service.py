@@ -14,21 +14,59 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qaserve.answering.budget import BudgetRules, budget_for
 from qaserve.answering.cleanup import clean_answer
 from qaserve.engines.base import Engine, GenParams, GenResult
+from qaserve.questions import warmup_questions
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterator
 
     from qaserve.answering.prompts import Prompt, PromptBuilder
-    from qaserve.server.metrics import Metrics
     from qaserve.settings import Settings
 
 log = logging.getLogger(__name__)
 MIN_ANSWER_ROOM = 16  # tokens a prompt always leaves for its answer: longer prompts are cut
+
+
+class Count(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class Sizes(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class ServiceMetrics(Protocol):
+    """What the service counts into; the server's Prometheus `Metrics` is one (read-only
+    members, so any object holding such counters fits)."""
+
+    @property
+    def batch_size(self) -> Sizes: ...
+    @property
+    def items(self) -> Count: ...
+    @property
+    def empty(self) -> Count: ...
+    @property
+    def failed(self) -> Count: ...
+    @property
+    def malformed(self) -> Count: ...
+    @property
+    def cut(self) -> Count: ...
+    @property
+    def aborted(self) -> Count: ...
+    @property
+    def truncated(self) -> Count: ...
+    @property
+    def prompt_tokens(self) -> Count: ...
+    @property
+    def answer_tokens(self) -> Count: ...
+    @property
+    def prompt_chars(self) -> Count: ...
+    @property
+    def answer_chars(self) -> Count: ...
 
 
 @dataclass
@@ -48,7 +86,7 @@ class QAService:
     """Everything between a validated request and the engine."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, builder: PromptBuilder, metrics: Metrics
+        self, settings: Settings, engine: Engine, builder: PromptBuilder, metrics: ServiceMetrics
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -258,8 +296,6 @@ class QAService:
         no first-run costs. A warm-up whose every item the engine refused stops the start, with
         the engine's message: such a server would answer "" to every question."""
         start = time.monotonic()
-        from qaserve.questions import warmup_questions
-
         questions = await asyncio.to_thread(warmup_questions)
         outcome = await self.answer_batch(questions, {"max_new_tokens": 8}, record=False)
         if outcome.results and all(r.finish == "error" for r in outcome.results):

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qaserve.engines.base import Engine, EngineInfo, GenParams, GenResult
+from qaserve.engines.hf import HfEngine
+from qaserve.engines.vllm import VllmEngine
 
 if TYPE_CHECKING:
     from qaserve.settings import Settings
@@ -31,14 +33,11 @@ def load_engine(settings: Settings, model_dir: Path, tokenizer: Any) -> Engine:
     failure = None
     if settings.engine in ("auto", "vllm"):
         try:
-            from qaserve.engines.vllm import VllmEngine
-
             return VllmEngine.load(settings, model_dir, stops, tokenizer)
         except Exception as exc:
             if settings.engine == "vllm":
                 raise
             failure = f"vLLM did not start: {type(exc).__name__}: {exc}"
-    from qaserve.engines.hf import HfEngine
 
     engine = HfEngine.load(settings, model_dir, tokenizer, stops)
     if failure:

@@ -167,6 +167,16 @@ def _prepare_platform() -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
+def offline_llm(settings: Settings, model_dir: Path) -> Any:
+    """vLLM's offline `LLM` on `model_dir`, with the engine options the server's engine gets
+    from the same settings (the model tools compare models this way)."""
+    from vllm import LLM, EngineArgs
+
+    _prepare_platform()
+    known = {f.name for f in dataclasses.fields(EngineArgs)}
+    return LLM(**engine_kwargs(settings, model_dir, known))
+
+
 class VllmEngine:
     """`ENGINE_REPLICAS` async vLLM engines; a batch is dealt over them and submitted at once."""
 

@@ -9,6 +9,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qaserve.evaluation.scoring import cjk_rouge_l, grader_rouge_l
+from qaserve.questions import jsonl_rows
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -17,16 +20,12 @@ TOLERANCE = 1e-9
 
 def load_records(path: Path) -> list[dict]:
     """Per-question records from a JSONL file (blank lines skipped, non-object rows ignored)."""
-    from qaserve.questions import jsonl_rows
-
     rows = jsonl_rows(Path(path).read_text(encoding="utf-8"), str(path))
     return [row for _, row in rows if isinstance(row, dict)]
 
 
 def _scores(record: dict[str, Any]) -> tuple[float, float]:
     """(grader, cjk); scored from ref/pred_raw when a run (an older tool's) lacks the field."""
-    from qaserve.evaluation.scoring import cjk_rouge_l, grader_rouge_l
-
     ref, pred = str(record.get("ref") or ""), str(record.get("pred_raw") or "")
     grader, cjk = record.get("rougeL_f1_raw"), record.get("rougeL_f1_cjk")
     return (

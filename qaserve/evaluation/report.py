@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from qaserve.evaluation.compare import load_records
+from qaserve.evaluation.summary import RunSummary, record_score
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -25,10 +27,6 @@ CJK_FONTS = (
     "SimHei",
     "Microsoft YaHei",
 )
-SUMMARY_KEYS = (
-    "n", "mode", "accuracy_grader", "accuracy_cjk", "chars", "post_seconds", "chars_per_s",
-    "tokens", "tokens_per_s", "errors", "empty", "endpoint", "started",
-)  # fmt: skip
 PLOTS = ("scores_hist.png", "score_vs_length.png", "time.png")
 TEXT_LIMIT = 300
 
@@ -41,13 +39,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    keys = [k for k in SUMMARY_KEYS if k in summary]
-    keys += [k for k in summary if k not in SUMMARY_KEYS]
-    return [(k, _fmt(summary[k])) for k in keys]
+def _summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
+    return [(k, _fmt(v)) for k, v in summary.as_dict().items()]
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(summary: RunSummary) -> Table:
     """The summary as a two-column rich table for the terminal."""
     from rich.table import Table
 
@@ -59,11 +55,6 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def _score(record: dict[str, Any], key: str) -> float:
-    value = record.get(key)
-    return float(value) if isinstance(value, (int, float)) else 0.0
-
-
 def _cjk_font() -> str | None:
     from matplotlib import font_manager
 
@@ -73,6 +64,7 @@ def _cjk_font() -> str | None:
 
 def _time_fields(summary: dict[str, Any]) -> dict[str, float]:
     # numeric summary fields named *seconds / *_s (not rates *_per_s): where the time went
+    # (`summary` is the file's object: keys of other versions count too)
     return {
         k: float(v)
         for k, v in summary.items()
@@ -89,7 +81,7 @@ def _plot_scores(records: list[dict[str, Any]], path: Path) -> None:
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
     bins = [i / 20 for i in range(21)]
-    scores = [[_score(r, key) for r in records] for key in ("rougeL_f1_raw", "rougeL_f1_cjk")]
+    scores = [[record_score(r, key) for r in records] for key in ("rougeL_f1_raw", "rougeL_f1_cjk")]
     # side by side, not overlaid: the two distributions often coincide on synthetic data
     ax.hist(scores, bins=bins, label=["grader (ASCII)", "CJK-aware"])
     ax.set(xlabel="RougeL F1", ylabel="questions", title="Score distribution", xlim=(0, 1))
@@ -108,7 +100,9 @@ def _plot_length(records: list[dict[str, Any]], path: Path) -> None:
         ("rougeL_f1_raw", "grader (ASCII)", "o"),
         ("rougeL_f1_cjk", "CJK-aware", "x"),
     ):
-        ax.scatter(chars, [_score(r, key) for r in records], label=label, marker=marker, alpha=0.6)
+        ax.scatter(
+            chars, [record_score(r, key) for r in records], label=label, marker=marker, alpha=0.6
+        )
     ax.set(xlabel="answer characters", ylabel="RougeL F1", title="Score vs answer length")
     ax.set_ylim(-0.02, 1.02)
     ax.legend()
@@ -116,29 +110,27 @@ def _plot_length(records: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path)
 
 
-def _plot_time(records: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> None:
+def _plot_time(records: list[dict[str, Any]], summary: RunSummary, path: Path) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
     latencies = [float(r["latency_s"]) for r in records if r.get("latency_s") is not None]
-    if summary.get("mode") != "batch" and len(set(latencies)) > 1:
+    if summary.mode != "batch" and len(set(latencies)) > 1:
         ax.hist(latencies, bins=min(30, max(5, int(math.sqrt(len(latencies))) * 2)))
         ax.set(xlabel="seconds per request", ylabel="requests", title="Request latency")
     else:
-        fields = _time_fields(summary) or {"post_seconds": 0.0}
+        fields = _time_fields(summary.as_dict()) or {"post_seconds": 0.0}
         ax.barh(list(fields), list(fields.values()))
         ax.set(xlabel="seconds", title="Where the time went")
-    rate = summary.get("chars_per_s")
+    rate = summary.chars_per_s
     if isinstance(rate, (int, float)):
         ax.set_title(f"{ax.get_title()} ({rate:,.1f} chars/s)")
     fig.tight_layout()
     fig.savefig(path)
 
 
-def write_plots(
-    records: list[dict[str, Any]], summary: dict[str, Any], out_dir: Path
-) -> list[Path]:
+def write_plots(records: list[dict[str, Any]], summary: RunSummary, out_dir: Path) -> list[Path]:
     """The three PNGs, drawn on Agg through `Figure` (no pyplot global state)."""
     from matplotlib import rc_context
 
@@ -158,7 +150,7 @@ def _clip(text: Any, limit: int = TEXT_LIMIT) -> str:
 
 def _ranked(records: list[dict[str, Any]], n: int = 10) -> tuple[list[dict], list[dict]]:
     def key(r: dict[str, Any]) -> tuple[float, float]:
-        return (_score(r, "rougeL_f1_raw"), _score(r, "rougeL_f1_cjk"))
+        return (record_score(r, "rougeL_f1_raw"), record_score(r, "rougeL_f1_cjk"))
 
     ordered = sorted(records, key=key)
     return ordered[:n], ordered[::-1][:n]
@@ -169,7 +161,7 @@ def _md_cell(text: Any) -> str:
     return html.escape(_clip(text), quote=False).replace("|", "\\|").replace("\n", "<br>")
 
 
-def _markdown(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def _markdown(records: list[dict[str, Any]], summary: RunSummary) -> str:
     lines = ["# qaserve evaluation report", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_md_cell(v)} |" for k, v in _summary_rows(summary)]
     lines.append("")
@@ -180,8 +172,8 @@ def _markdown(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         lines.append("|---|---|---|---|---|---|")
         lines += [
             f"| {r.get('index', '')} | {_md_cell(r.get('question'))} | {_md_cell(r.get('ref'))} "
-            f"| {_md_cell(r.get('pred_raw'))} | {_score(r, 'rougeL_f1_raw'):.4f} "
-            f"| {_score(r, 'rougeL_f1_cjk'):.4f} |"
+            f"| {_md_cell(r.get('pred_raw'))} | {record_score(r, 'rougeL_f1_raw'):.4f} "
+            f"| {record_score(r, 'rougeL_f1_cjk'):.4f} |"
             for r in rows
         ]
     errors = [r for r in records if r.get("error")]
@@ -207,7 +199,7 @@ STYLE = (
 )
 
 
-def _html(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def _html(records: list[dict[str, Any]], summary: RunSummary) -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>qaserve evaluation</title>",
         f"<style>{STYLE}</style></head><body><h1>qaserve evaluation report</h1>",
@@ -223,8 +215,8 @@ def _html(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
                 r.get("question"),
                 r.get("ref"),
                 r.get("pred_raw"),
-                f"{_score(r, 'rougeL_f1_raw'):.4f}",
-                f"{_score(r, 'rougeL_f1_cjk'):.4f}",
+                f"{record_score(r, 'rougeL_f1_raw'):.4f}",
+                f"{record_score(r, 'rougeL_f1_cjk'):.4f}",
             ]
             for r in rows
         ]
@@ -236,7 +228,7 @@ def _html(records: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     return "".join(parts) + "</body></html>\n"
 
 
-def write_report(records: list[dict], summary: dict, out_dir: Path) -> list[Path]:
+def write_report(records: list[dict], summary: RunSummary, out_dir: Path) -> list[Path]:
     """Write report.md, report.html and the PNG plots into out_dir; return the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -247,23 +239,8 @@ def write_report(records: list[dict], summary: dict, out_dir: Path) -> list[Path
     return [md, page, *plots]
 
 
-def summary_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """What a summary can say from the records alone (no POST timings: speed is left out)."""
-    n = len(records)
-    return {
-        "n": n,
-        "accuracy_grader": sum(_score(r, "rougeL_f1_raw") for r in records) / n if n else 0.0,
-        "accuracy_cjk": sum(_score(r, "rougeL_f1_cjk") for r in records) / n if n else 0.0,
-        "chars": sum(len(r.get("pred_raw") or "") for r in records),
-        "errors": sum(1 for r in records if r.get("error")),
-        "empty": sum(1 for r in records if not (r.get("pred_raw") or "").strip()),
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
-
-    from qaserve.evaluation.compare import load_records
 
     parser = argparse.ArgumentParser(description="Build a report from a per-question JSONL.")
     parser.add_argument("records", type=Path, help="per-question JSONL written by eval_local.py")
@@ -271,11 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--summary", type=Path, help="summary JSON (default: from the records)")
     args = parser.parse_args(argv)
     records = load_records(args.records)
-    summary = (
-        json.loads(args.summary.read_text(encoding="utf-8"))
-        if args.summary
-        else summary_from_records(records)
-    )
+    summary = RunSummary.read(args.summary) if args.summary else RunSummary.from_records(records)
     paths = write_report(records, summary, args.out)
     Console().print(summary_table(summary))
     print("\n".join(str(p) for p in paths))

@@ -1,46 +1,42 @@
 """Score a running server like the grader: accuracy (mean grader RougeL) and speed (chars/s).
 
-python eval_local.py --which basic --save_jsonl artifacts/run.jsonl --report artifacts/run
+python -c "from qaserve.evaluation.run import evaluate; from qaserve.questions import QA; \
+print(evaluate([QA('什么是warp？', 'warp')], endpoint='http://127.0.0.1:8000')[1])"
 
 `evaluate()` sends the questions in the grader's way (one batch when `GET /` says batch, else
 one POST per question) or with N concurrent clients, and returns one record per question plus
-a summary. Failed questions keep their error and count as "" in the accuracy, as the grader
-would score them; they are never hidden among wrong answers.
+a `RunSummary`. Failed questions keep their error and count as "" in the accuracy, as the grader
+would score them; they are never hidden among wrong answers. Its command line (`eval_local.py`)
+is `qaserve.evaluation.cli`; the tuner and the web console's batch test call it directly.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
-import random
+import queue
+import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from qaserve import client as http
-from qaserve.logs import configure_logging
-from qaserve.paths import REPO_ROOT as ROOT
-from qaserve.questions import QA
+from qaserve.evaluation.scoring import score_pairs
+from qaserve.evaluation.summary import RunSummary
+from qaserve.questions import QA, strip_question_suffix
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "batch", "sequential", "concurrent")
-HELDOUT = ROOT / "data_heldout.jsonl"  # what the bundled demo model was not trained on
-DEFAULT_DOCX = {
-    "basic": ("data/basic.docx", "../shared/data/basic.docx"),
-    "bonus": ("data/plus.docx", "data/bonus.docx", "../shared/data/plus.docx"),
-}
-GRADER_PREDICT_S = 360  # the grader's time limit for all POSTs together
-TOKENIZER_HELP = "count answer tokens with this model's tokenizer (default: MODEL_DIR)"
-QUESTIONS_HELP = "question file (docx/jsonl/json/txt/csv; repeatable): replaces the docx sets"
 # (answer, seconds of the POST, error) per question
 Outcome = tuple[str | None, float | None, str | None]
+# a run's progress: (questions answered, questions, seconds since they went out)
+Progress = Callable[[int, int, float], None]
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # a directory a tokenizer loads from
+PROGRESS_EVERY_S = 0.5  # how often progress is told while nothing is answered (one batch POST)
+T = TypeVar("T")
 
 
 def evaluate(
@@ -52,34 +48,30 @@ def evaluate(
     timeout_s: float = 360.0,
     tokenizer_dir: Path | None = None,
     strip_q_suffix: bool = False,
-    progress: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Ask the server every question; return (one record per question, summary)."""
-    from qaserve.evaluation.scoring import grader_speed, mean, score_pairs
-    from qaserve.questions import strip_question_suffix
-
+    progress: Progress | None = None,
+) -> tuple[list[dict[str, Any]], RunSummary]:
+    """Ask the server every question; return (one record per question, summary). `progress`
+    is told on this thread how far the run is (see `_asking`)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     tokenizer = _load_tokenizer(tokenizer_dir) if tokenizer_dir else None  # before any timing
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if mode == "auto":  # the grader's rule: batch when `GET /` says so
-        status = http.health(endpoint).get("status")
-        mode = "batch" if status == "batch" else "sequential"
+    mode = resolve_mode(endpoint, mode)
     prompts = [strip_question_suffix(qa.question) if strip_q_suffix else qa.question for qa in qas]
+    workers = clients(mode, concurrency)
+
+    def ask(tick: Callable[[], None]) -> tuple[list[Outcome], list[float]]:
+        if mode == "batch":
+            return _run_batch(endpoint, prompts, timeout_s)
+        return _run_each(endpoint, prompts, timeout_s, workers, tick)
+
     wall_start = time.perf_counter()
-    if mode == "batch":
-        outcomes, post_seconds = _run_batch(endpoint, prompts, timeout_s)
-    else:
-        workers = max(1, concurrency) if mode == "concurrent" else 1
-        outcomes, post_seconds = _run_each(endpoint, prompts, timeout_s, workers, progress)
+    outcomes, post_seconds = _asking(ask, len(qas), progress)
     wall_s = time.perf_counter() - wall_start
 
     answers = [answer for answer, _, _ in outcomes]
     tokens = [_count(tokenizer, a) if tokenizer and a is not None else None for a in answers]
     grader, cjk = score_pairs([qa.answer for qa in qas], answers)
-    speed = grader_speed(
-        [a or "" for a in answers], post_seconds, [t or 0 for t in tokens] if tokenizer else None
-    )
     records: list[dict[str, Any]] = [
         {
             "index": i,
@@ -96,33 +88,73 @@ def evaluate(
         }
         for i, (qa, (answer, seconds, error)) in enumerate(zip(qas, outcomes, strict=True))
     ]
-    errors = sum(1 for r in records if r["error"])
-    summary = {
-        "n": len(qas),
-        "mode": mode,
-        "accuracy_grader": mean(grader),
-        "accuracy_cjk": mean(cjk),
-        "chars": speed.chars,
-        "post_seconds": speed.seconds,
-        "chars_per_s": speed.chars_per_s,
-        "tokens": speed.tokens,
-        "tokens_per_s": speed.tokens_per_s,
-        "errors": errors,
-        "empty": sum(1 for r in records if not r["error"] and not (r["pred_raw"] or "").strip()),
-        "endpoint": endpoint,
-        "started": started,
-        "posts": len(post_seconds),
-        "wall_s": wall_s,  # differs from post_seconds with concurrent clients
-        "wall_chars_per_s": speed.chars / wall_s if wall_s > 0 else 0.0,
-        "concurrency": max(1, concurrency) if mode == "concurrent" else 1,
-        "sets": dict(Counter(qa.source for qa in qas)),
-    }
-    if errors:
-        log.warning("%d of %d questions failed (scored as empty answers)", errors, len(qas))
+    summary = RunSummary.of_run(
+        records,
+        mode=mode,
+        endpoint=endpoint,
+        started=started,
+        post_seconds=post_seconds,
+        wall_s=wall_s,
+        concurrency=workers,
+        token_counts=[t or 0 for t in tokens] if tokenizer else None,
+    )
+    if summary.errors:
+        log.warning("%d of %d questions failed (scored as empty answers)", summary.errors, len(qas))
     return records, summary
 
 
-def _run_batch(endpoint: str, prompts: list[str], timeout_s: float) -> tuple[list[Outcome], list]:
+def clients(mode: str, concurrency: int) -> int:
+    """How many questions are out at once: `concurrency` in concurrent mode, else one."""
+    return max(1, concurrency) if mode == "concurrent" else 1
+
+
+def has_tokenizer(path: Path) -> bool:
+    """Whether answer tokens can be counted with a tokenizer loaded from `path`."""
+    return any((path / name).is_file() for name in TOKENIZER_FILES)
+
+
+def resolve_mode(endpoint: str, mode: str) -> str:
+    """The grader's rule for `auto`: one batch when `GET /` says batch, else one by one."""
+    if mode != "auto":
+        return mode
+    return "batch" if http.health(endpoint).get("status") == "batch" else "sequential"
+
+
+def _asking(work: Callable[[Callable[[], None]], T], total: int, progress: Progress | None) -> T:
+    """`work(tick)`, which calls `tick()` once per answered question from any thread; meanwhile
+    `progress(answered, total, seconds)` is called on this thread at the start, at each answer
+    and every PROGRESS_EVERY_S (Gradio's progress tracker works only on its own thread)."""
+    if progress is None:
+        return work(lambda: None)
+    events: queue.SimpleQueue[bool] = queue.SimpleQueue()  # False: an answer, True: the end
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = work(lambda: events.put(False))
+        except BaseException as exc:  # raised again on the caller's thread below
+            result["error"] = exc
+        events.put(True)
+
+    threading.Thread(target=run, name="evaluate", daemon=True).start()
+    start, answered = time.perf_counter(), 0
+    progress(0, total, 0.0)
+    while True:
+        try:
+            if events.get(timeout=PROGRESS_EVERY_S):
+                break
+            answered += 1
+        except queue.Empty:
+            pass
+        progress(answered, total, time.perf_counter() - start)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _run_batch(
+    endpoint: str, prompts: list[str], timeout_s: float
+) -> tuple[list[Outcome], list[float]]:
     try:
         answers, seconds = http.predict_batch(endpoint, prompts, timeout_s)
     except http.ClientError as exc:  # the grader would fail the whole submission here
@@ -132,28 +164,13 @@ def _run_batch(endpoint: str, prompts: list[str], timeout_s: float) -> tuple[lis
 
 
 def _run_each(
-    endpoint: str, prompts: list[str], timeout_s: float, workers: int, progress: bool
+    endpoint: str, prompts: list[str], timeout_s: float, workers: int, tick: Callable[[], None]
 ) -> tuple[list[Outcome], list[float]]:
-    label = "sequential" if workers == 1 else f"{workers} clients"
-    with _progress(progress, len(prompts), label) as tick:
-        results = http.predict_each(endpoint, prompts, timeout_s, workers, on_done=tick)
+    results = http.predict_each(endpoint, prompts, timeout_s, workers, on_done=tick)
     outcomes: list[Outcome] = [
         (answer, seconds, _describe(exc) if exc else None) for answer, seconds, exc in results
     ]
     return outcomes, [seconds for _, seconds, _ in outcomes if seconds is not None]
-
-
-@contextmanager
-def _progress(show: bool, total: int, label: str) -> Iterator[Callable[[], None]]:
-    if not show:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True)) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)
 
 
 def _describe(exc: http.ClientError) -> str:
@@ -176,226 +193,3 @@ def write_jsonl(records: list[dict[str, Any]], path: Path, overwrite: bool = Fal
     with open(path, "w" if overwrite else "x", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-# --- the command line ----------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Kebab-case flags; the predecessor's snake_case spellings are kept as aliases."""
-    parser = argparse.ArgumentParser(
-        prog="eval_local.py", description="Score a running server like the grader does."
-    )
-
-    def add(flag: str, **kwargs: Any) -> None:
-        names = [flag.replace("_", "-"), flag] if "_" in flag else [flag]
-        parser.add_argument(*names, **kwargs)
-
-    add("--which", choices=("basic", "bonus", "all"), default="all", help="docx set(s) (all)")
-    for name, candidates in DEFAULT_DOCX.items():
-        add(f"--{name}_docx", type=Path, metavar="PATH", help=f"default: first of {candidates}")
-    add("--questions", type=Path, action="append", metavar="PATH", help=QUESTIONS_HELP)
-    add("--mode", choices=MODES, default="auto", help="auto (default): batch if `GET /` says so")
-    add("--batch", action="store_true", help="same as --mode batch")
-    add("--concurrency", type=int, default=8, metavar="N", help="clients in --mode concurrent (8)")
-    add("--endpoint", default="http://127.0.0.1:8000", help="server URL (default: %(default)s)")
-    add("--health", action="store_true", help="check `GET /` once and exit")
-    add("--wait", type=float, metavar="S", help="wait for readiness first (60; --health: 0)")
-    add("--timeout", type=float, default=360.0, metavar="S", help="per-request timeout (360)")
-    add("--max_n", type=int, metavar="N", help="ask at most N questions (all sets together)")
-    add("--dedupe", action="store_true", help="drop repeated questions")
-    add("--shuffle", action="store_true", help="shuffle before --max_n")
-    add("--seed", type=int, default=0, metavar="N", help="seed of --shuffle (0)")
-    add("--strip_q_suffix", action="store_true", help="strip a trailing 请简要回答-like suffix")
-    add("--save_jsonl", type=Path, metavar="PATH", help="write one record per question")
-    add("--overwrite_jsonl", action="store_true", help="allow --save_jsonl to replace a file")
-    add("--model_dir_for_tokenizer", type=Path, metavar="DIR", help=TOKENIZER_HELP)
-    add("--report", type=Path, metavar="DIR", help="write report.md, report.html and plots")
-    add("--compare", type=Path, nargs=2, metavar=("A", "B"), help="compare two JSONL runs, exit")
-    add("--debug_first_n", type=int, default=0, metavar="N", help="print the first N answers")
-    add("--debug_random_n", type=int, default=0, metavar="N", help="print N random answers")
-    add("--debug_random_seed", type=int, default=0, metavar="N", help="seed of --debug-random-n")
-    add(
-        "--log_level",
-        default="WARNING",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="qaserve log level (WARNING)",
-    )
-    return parser
-
-
-def load_sets(args: argparse.Namespace) -> list[QA]:
-    """The questions the flags name: `--questions` files, else the `--which` docx sets."""
-    from qaserve.questions import load_questions, read_docx, select
-
-    qas: list[QA] = []
-    if args.questions:  # the file's name is the set's name
-        for path in args.questions:
-            qas += [dataclasses.replace(qa, source=path.stem) for qa in load_questions(path)]
-    else:
-        names = ("basic", "bonus") if args.which == "all" else (args.which,)
-        for name in names:
-            path = getattr(args, f"{name}_docx") or _first_existing(DEFAULT_DOCX[name])
-            if path is None and args.which == "all":
-                log.warning("no %s set found (tried %s): skipped", name, DEFAULT_DOCX[name])
-                continue
-            if path is None:
-                raise FileNotFoundError(f"no {name} set: pass --{name}-docx or --questions")
-            qas += [dataclasses.replace(qa, source=name) for qa in read_docx(path)]
-        if not qas:
-            raise FileNotFoundError("no question set found: pass --basic-docx or --questions")
-    return select(qas, dedupe=args.dedupe, max_n=args.max_n, shuffle=args.shuffle, seed=args.seed)
-
-
-def server_info(endpoint: str) -> dict[str, Any]:
-    """The server's `GET /info`, or {} when it has none (another server, an old version)."""
-    import httpx
-
-    try:
-        response = httpx.get(endpoint.rstrip("/") + "/info", timeout=10.0)
-        body = response.json() if response.status_code == 200 else {}
-    except (httpx.HTTPError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _first_existing(candidates: tuple[str, ...]) -> Path | None:
-    for name in candidates:
-        for base in (Path.cwd(), ROOT):
-            if (base / name).is_file():
-                return base / name
-    return None
-
-
-def tokenizer_dir(args: argparse.Namespace) -> Path | None:
-    """`--model_dir_for_tokenizer`, else MODEL_DIR (through settings) when it holds a tokenizer."""
-    if args.model_dir_for_tokenizer is not None:
-        return Path(args.model_dir_for_tokenizer)
-    from qaserve.settings import SettingsError, load_settings
-
-    try:
-        model_dir = load_settings().model_dir
-    except SettingsError as exc:
-        log.warning("no token counts: %s", exc)
-        return None
-    if model_dir is None:
-        return None
-    if not any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        log.warning("no token counts: MODEL_DIR=%s holds no tokenizer", model_dir)
-        return None
-    return model_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The `eval_local.py` command; exit 0 when every question got an answer, 1 if some
-    failed, 2 on bad usage, 3 when the server is not ready."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    console = Console()
-    if args.compare:
-        from qaserve.evaluation.compare import compare_runs, compare_table, load_records
-
-        try:
-            a, b = (load_records(path) for path in args.compare)
-        except (OSError, ValueError) as exc:
-            parser.error(str(exc))
-        console.print(compare_table(compare_runs(a, b)))
-        return 0
-    if args.health:
-        try:
-            console.print_json(data=http.wait_ready(args.endpoint, args.wait or 0))
-        except http.ClientError as exc:
-            console.print(f"[bold red]{escape(str(exc))}")
-            return 3
-        return 0
-    if args.save_jsonl and args.save_jsonl.exists() and not args.overwrite_jsonl:
-        parser.error(f"{args.save_jsonl} exists: pass --overwrite-jsonl to replace it")
-    default_sets = not args.questions
-    try:
-        qas, missing = load_sets(args), None
-    except (OSError, ValueError) as exc:
-        if not default_sets:
-            parser.error(str(exc))
-        qas, missing = [], exc  # no docx sets here: a demo-model server brings its own set
-    if not default_sets and not qas:
-        parser.error("no questions to ask")
-    tokenizer = tokenizer_dir(args)
-    if tokenizer is not None and not tokenizer.is_dir():
-        parser.error(f"--model-dir-for-tokenizer {tokenizer}: not a directory")
-    try:
-        http.wait_ready(args.endpoint, 60.0 if args.wait is None else args.wait)
-    except http.ServerNotReady as exc:
-        console.print(f"[bold red]{escape(str(exc))}")
-        return 3
-    info = server_info(args.endpoint)
-    if default_sets and info.get("demo_model") and HELDOUT.is_file():
-        log.info("the server runs the bundled demo model: scoring its held-out set %s", HELDOUT)
-        args.questions = [HELDOUT]
-        qas = load_sets(args)
-    elif missing is not None:
-        parser.error(str(missing))
-    if not qas:
-        parser.error("no questions to ask")
-    served = Path(info.get("model_dir") or "/nonexistent")
-    if tokenizer is None and (served / "tokenizer_config.json").is_file():
-        tokenizer = served  # the server's own model, on this machine
-    records, summary = evaluate(
-        qas,
-        endpoint=args.endpoint,
-        mode="batch" if args.batch else args.mode,
-        concurrency=args.concurrency,
-        timeout_s=args.timeout,
-        tokenizer_dir=tokenizer,
-        strip_q_suffix=args.strip_q_suffix,
-        progress=True,
-    )
-    if (
-        args.save_jsonl
-    ):  # the summary beside it: `python -m qaserve.evaluation.report X.jsonl --summary`
-        write_jsonl(records, args.save_jsonl, overwrite=args.overwrite_jsonl)
-        text = json.dumps(summary, ensure_ascii=False, indent=1)
-        args.save_jsonl.with_suffix(".summary.json").write_text(text + "\n", encoding="utf-8")
-    _show(console, args, records, summary)
-    return 1 if summary["errors"] else 0
-
-
-def _show(console: Any, args: argparse.Namespace, records: list[dict], summary: dict) -> None:
-    from rich.markup import escape
-    from rich.panel import Panel
-    from rich.text import Text
-
-    from qaserve.evaluation.report import summary_table
-
-    picked = records[: args.debug_first_n]
-    if args.debug_random_n:
-        k = min(args.debug_random_n, len(records))
-        picked += random.Random(args.debug_random_seed).sample(records, k)
-    for r in picked:
-        parts = [("Q ", "bold"), r["question"], ("\nref ", "bold"), r["ref"]]
-        parts += [("\npred ", "bold"), str(r["pred_raw"]), ("\nerror ", "red"), str(r["error"])]
-        title = (
-            f"#{r['index']} {r['set']} grader {r['rougeL_f1_raw']:.3f} cjk {r['rougeL_f1_cjk']:.3f}"
-        )
-        console.print(Panel(Text.assemble(*parts[: 8 if r["error"] else 6]), title=title))
-    console.print(summary_table(summary))
-    if summary["errors"]:
-        first = escape(next(r["error"] for r in records if r["error"]))
-        console.print(
-            f"[bold red]{summary['errors']} of {summary['n']} questions FAILED (server error or "
-            f"timeout): scored as empty answers; the grader would fail this submission.\n"
-            f"First error: {first}"
-        )
-    if summary["post_seconds"] > GRADER_PREDICT_S:
-        over = f"POSTs took {summary['post_seconds']:.0f} s, over the grader's {GRADER_PREDICT_S} s"
-        console.print(f"[bold yellow]{over}")
-    if args.save_jsonl:
-        console.print(f"records: {args.save_jsonl}")
-    if args.report:
-        from qaserve.evaluation.report import write_report
-
-        for path in write_report(records, summary, args.report):
-            console.print(f"report: {path}")

@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.paths import DEMO_MODEL_DIR
-
-if TYPE_CHECKING:
-    from qaserve.settings import Settings
+from qaserve.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 SMOKE_DIR_NAME = "smoke-tiny-qwen"
@@ -231,8 +229,6 @@ def _safetensors_problems(file: Path) -> list[str]:
 
 def smoke_model_dir(cache_dir: Path) -> Path:
     """Build (once) and return the tiny random smoke-test model, warning loudly."""
-    from qaserve.modeltools.smoke import build_tiny_qwen
-
     path = cache_dir / SMOKE_DIR_NAME
     if not is_model_dir(path):
         build_tiny_qwen(path)
@@ -245,6 +241,4 @@ def smoke_model_dir(cache_dir: Path) -> Path:
 
 
 if __name__ == "__main__":
-    from qaserve.settings import get_settings
-
     print(resolve_model_dir(get_settings()))

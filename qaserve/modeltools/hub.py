@@ -21,6 +21,7 @@ from typing import Any
 
 from qaserve.logs import configure_logging
 from qaserve.modeltools.files import WEIGHT_GLOBS
+from qaserve.settings import SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 CAUSES = ("error", "usage", "not found", "unauthorized", "no network", "disk full", "not a model")
@@ -296,8 +297,6 @@ def _parse(description: str, flags: list[tuple[str, str, dict[str, Any]]], argv:
 
 def _run(tool: str, body: Any) -> int:
     """Settings, logging, then `body(settings)`; a failure is one line on stderr."""
-    from qaserve.settings import SettingsError, load_settings
-
     try:
         settings = load_settings()
         configure_logging(settings.log_level)

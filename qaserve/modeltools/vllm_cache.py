@@ -18,6 +18,9 @@ import argparse
 import time
 from pathlib import Path
 
+from qaserve.modeltools.files import resolve_model_dir
+from qaserve.settings import get_settings
+
 
 def fill_model_info(model_dir: Path) -> float:
     """Have vLLM inspect the model's architecture (and cache it); the seconds it took."""
@@ -34,9 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model_dir = args.model_dir
     if model_dir is None:
-        from qaserve.modeltools.files import resolve_model_dir
-        from qaserve.settings import get_settings
-
         model_dir = resolve_model_dir(get_settings())
     if not (model_dir / "config.json").is_file():
         parser.error(f"{model_dir} has no config.json: not a model directory")

@@ -22,8 +22,17 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
+from qaserve.answering.prompts import PromptBuilder
 from qaserve.answering.service import QAService
 from qaserve.engines import Engine, load_engine
+from qaserve.modeltools.demo import DEMO_MARKER
+from qaserve.modeltools.files import (
+    ModelNotFoundError,
+    check_model_files,
+    fit_context,
+    resolve_model_dir,
+)
+from qaserve.modeltools.smoke import SMOKE_MARKER
 from qaserve.server.errors import BodyLimit, error_response, install_error_handlers
 from qaserve.server.metrics import RequestMetrics
 from qaserve.server.openai import router
@@ -81,13 +90,6 @@ def create_app(
 
 
 async def _start(state: AppState, engine_factory: EngineFactory) -> None:
-    from qaserve.modeltools.files import (
-        ModelNotFoundError,
-        check_model_files,
-        fit_context,
-        resolve_model_dir,
-    )
-
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     log.info("settings (non-default): %s", state.settings.non_defaults())
@@ -100,8 +102,6 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
         raise
     settings = state.settings
     from transformers import AutoTokenizer
-
-    from qaserve.answering.prompts import PromptBuilder
 
     tokenizer = AutoTokenizer.from_pretrained(state.model_dir)
     phases = [("model and tokenizer", time.monotonic())]
@@ -216,9 +216,6 @@ def _authorize(settings: Settings, request: Request) -> None:
 
 
 def _info(state: AppState) -> dict[str, Any]:
-    from qaserve.modeltools.demo import DEMO_MARKER
-    from qaserve.modeltools.smoke import SMOKE_MARKER
-
     service = state.service
     engine = service.engine.info if service else None
     smoke = bool(state.model_dir and (state.model_dir / SMOKE_MARKER).exists())

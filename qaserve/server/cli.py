@@ -16,12 +16,12 @@ import socket
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
+from fastapi import FastAPI
 
 from qaserve.logs import configure_logging
+from qaserve.server.app import create_app
 from qaserve.settings import Settings, SettingsError, get_settings, load_settings
 
 EXIT_ENGINE_DIED = 70  # the engine died: a supervisor should restart the server
@@ -99,8 +99,6 @@ def port_owner(port: int) -> str | None:
 @lru_cache(maxsize=1)
 def app_from_environment() -> FastAPI:
     """The app `uvicorn serve:app` runs: settings from the environment only."""
-    from qaserve.server.app import create_app
-
     configure_logging(get_settings().log_level)
     return create_app()
 
@@ -108,8 +106,6 @@ def app_from_environment() -> FastAPI:
 def serve_main(argv: list[str] | None = None) -> None:
     """Parse flags, bind the port, then run uvicorn on the app built from the settings."""
     import uvicorn
-
-    from qaserve.server.app import create_app
 
     args = settings_parser("Serve the Q&A model for the grader.").parse_args(argv)
     try:

@@ -19,9 +19,17 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from qaserve.evaluation.cli import build_parser as eval_parser
+from qaserve.evaluation.cli import load_sets
 from qaserve.logs import configure_logging
 from qaserve.questions import QA
 from qaserve.tuning.config import TuneConfig, add_config_flags, load_config
+from qaserve.tuning.notify import summary_lines
+from qaserve.tuning.paths import Locked, Paths, storage
+from qaserve.tuning.report import write_report
+from qaserve.tuning.space import SpaceError, load_space
+from qaserve.tuning.store import summarize
+from qaserve.tuning.tuner import StudyMismatch, Tuner
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
 def load_questions(cfg: TuneConfig) -> list[QA]:
     """The question set through the evaluator's own loader: files, else the sample docx sets;
     with TUNE_MAX_N a fixed (seeded) random subset."""
-    from qaserve.evaluation.run import build_parser as eval_parser
-    from qaserve.evaluation.run import load_sets
-
     argv = ["--which", cfg.which] + [f"--questions={path}" for path in cfg.questions]
     if cfg.max_n:
         argv += ["--max-n", str(cfg.max_n), "--shuffle", "--seed", str(cfg.seed)]
@@ -63,11 +68,6 @@ def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
 
 def report(cfg: TuneConfig, out_dir: Path | None) -> int:
     import optuna
-
-    from qaserve.tuning.notify import summary_lines
-    from qaserve.tuning.paths import Paths, storage
-    from qaserve.tuning.report import write_report
-    from qaserve.tuning.store import summarize
 
     try:
         study = optuna.load_study(study_name=cfg.study, storage=storage(cfg.storage_url))
@@ -90,10 +90,6 @@ def report(cfg: TuneConfig, out_dir: Path | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     import optuna
-
-    from qaserve.tuning.paths import Locked
-    from qaserve.tuning.space import SpaceError, load_space
-    from qaserve.tuning.tuner import StudyMismatch, Tuner
 
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)

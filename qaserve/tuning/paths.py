@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from qaserve.questions import QA
-from qaserve.tuning.config import TuneConfig
+from qaserve.tuning.config import TuneConfig, load_config
 
 SQLITE_TIMEOUT_S = 60  # another process (a report, a dashboard) may hold the database briefly
 
@@ -113,7 +113,5 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 if __name__ == "__main__":
-    from qaserve.tuning.config import load_config
-
     paths = Paths.of(load_config())
     print(json.dumps({k: str(v) for k, v in asdict(paths).items()}, indent=1))

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from qaserve.tuning.config import TuneConfig
+
 FEASIBLE_EPS = 1e-9
 
 
@@ -263,8 +265,6 @@ def _quote(value: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import optuna
-
-    from qaserve.tuning.config import TuneConfig
 
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 2:

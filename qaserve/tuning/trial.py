@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -20,16 +21,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qaserve import client as http
+from qaserve.evaluation.cli import build_parser, load_sets
+from qaserve.evaluation.run import evaluate, has_tokenizer, write_jsonl
 from qaserve.logs import configure_logging
 from qaserve.questions import QA
 from qaserve.server import process as sp
+from qaserve.settings import Settings, SettingsError, load_settings
 from qaserve.tuning.config import TuneConfig
 
 log = logging.getLogger(__name__)
 
 # phase -> the server's record (pid, pgid, port, ...) while one runs, else None
 PhaseHook = Callable[[str, "dict[str, Any] | None"], None]
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 class PortBusy(RuntimeError):
@@ -106,8 +110,6 @@ def _done(result: TrialResult, started: float, kind: str, error: str | None) -> 
 def _evaluate(
     result: TrialResult, server: Any, qas: list[QA], cfg: TuneConfig, records_path: Path | None
 ) -> None:
-    from qaserve.evaluation.run import evaluate, write_jsonl
-
     tokenizer = _tokenizer_dir(result.server.get("model_dir"))
     for i in range(cfg.warmup_runs + cfg.eval_runs):
         records, summary = evaluate(
@@ -116,15 +118,14 @@ def _evaluate(
             mode=cfg.eval_mode,
             timeout_s=cfg.eval_timeout,
             tokenizer_dir=tokenizer,
-            progress=False,
         )
-        if summary["errors"]:
+        if summary.errors:
             first = next(r["error"] for r in records if r["error"])
             kind = "eval_timeout" if first.startswith("RequestTimeout") else "eval_errors"
             if not server.running():
                 kind = "crashed"
             result.kind = kind
-            result.error = f"{summary['errors']} of {summary['n']} questions failed: {first}"
+            result.error = f"{summary.errors} of {summary.n} questions failed: {first}"
             if kind == "crashed":
                 result.error += f"; log tail:\n{server.log_tail()}"
             return
@@ -132,17 +133,17 @@ def _evaluate(
             continue
         if records_path is not None and not result.runs:
             write_jsonl(records, records_path, overwrite=True)
-        result.runs.append({k: summary[k] for k in RUN_KEYS})
+        result.runs.append({k: getattr(summary, k) for k in RUN_KEYS})
         log.info(
             "run %d: %.1f chars/s, accuracy %.4f",
             len(result.runs),
-            summary["chars_per_s"],
-            summary["accuracy_grader"],
+            summary.chars_per_s,
+            summary.accuracy_grader,
         )
     result.metrics = aggregate(result.runs)
 
 
-RUN_KEYS = (
+RUN_KEYS = (  # the RunSummary fields each run keeps in the study
     "n",
     "mode",
     "accuracy_grader",
@@ -173,8 +174,6 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def check_env(env: dict[str, str]) -> str | None:
     """The server's own validation of the trial's settings, before an expensive start."""
-    from qaserve.settings import Settings, SettingsError, load_settings
-
     values = {name: env[name.upper()] for name in Settings.model_fields if name.upper() in env}
     try:
         load_settings(**values)
@@ -208,11 +207,8 @@ def _port(cfg: TuneConfig, phase: PhaseHook) -> int | None:
 
 def _server_info(url: str) -> dict[str, Any]:
     """Engine, versions and model directory from `GET /info` (empty if it has none)."""
-    import httpx
-
-    try:
-        info = httpx.get(url + "/info", timeout=10).json()
-    except (httpx.HTTPError, ValueError):
+    info = http.server_info(url)
+    if not info:
         return {}
     engine = info.get("engine") or {}
     return {
@@ -225,17 +221,13 @@ def _server_info(url: str) -> dict[str, Any]:
 
 def _tokenizer_dir(model_dir: str | None) -> Path | None:
     path = Path(model_dir) if model_dir else None
-    if path is not None and any((path / name).is_file() for name in TOKENIZER_FILES):
+    if path is not None and has_tokenizer(path):
         return path
     return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one trial on the current environment plus --env KEY=VALUE; print the result."""
-    import os
-
-    from qaserve.evaluation.run import build_parser, load_sets
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--questions", type=Path, action="append", required=True)
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from qaserve.questions import QA
+from qaserve.server.process import stop_recorded
 from qaserve.tuning import notify, store
 from qaserve.tuning.config import TuneConfig, env_names
 from qaserve.tuning.notify import Message, Notifier
 from qaserve.tuning.paths import Paths, hold_lock, masked_url, questions_digest, read_json, storage
+from qaserve.tuning.report import write_report
 from qaserve.tuning.space import SearchSpace, overrides_env, trial_env
 from qaserve.tuning.store import Summary, now
 from qaserve.tuning.trial import PortBusy, TrialResult, run_trial
@@ -191,8 +193,6 @@ class Tuner:
         """After a stop or kill: end a leftover server, mark the trial it was in as interrupted,
         queue its settings again, queue the reference once, complete the JSONL."""
         from optuna.trial import TrialState
-
-        from qaserve.server.process import stop_recorded
 
         leftover = (read_json(self.paths.status) or {}).get("server")
         if leftover:
@@ -378,8 +378,6 @@ class Tuner:
         store.write_json_atomic(self.paths.status, doc)
 
     def _write_report(self) -> list[Path]:
-        from qaserve.tuning.report import write_report
-
         try:
             return write_report(self.study, self._summary(), self.paths.report)
         except Exception:  # a plot must never cost the night's results

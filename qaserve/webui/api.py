@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from qaserve.client import error_message
+from qaserve.settings import Settings
 
 PROBE_TIMEOUT_S = 5.0
 ADMIN_HINT = (
@@ -129,8 +130,6 @@ def banner_html(status: ServerStatus) -> str:
 
 def effective_settings(info: dict[str, Any]) -> dict[str, Any]:
     """The server's settings: our `Settings` defaults overlaid with /info's non-defaults."""
-    from qaserve.settings import Settings
-
     defaults = Settings.model_construct().shown()
     return {**defaults, **(info.get("settings") or {})}
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from qaserve.logs import configure_logging
 from qaserve.webui import api
+from qaserve.webui.chat import CONTROL_NAMES, build_chat_tab, control_values
+from qaserve.webui.tabs import build_batch_tab, build_prompt_tab, build_server_tab, read_prompt
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -48,8 +50,6 @@ def status_update(url: str, last_state: str | None) -> tuple[Any, ...]:
     """(banner, /info, state, *chat controls): controls reset when the server becomes ready."""
     import gradio as gr
 
-    from qaserve.webui.chat import CONTROL_NAMES, control_values
-
     status = api.probe(url)
     if status.state == "ready" and last_state != "ready" and status.info:
         controls = control_values(status.info)
@@ -63,9 +63,6 @@ def build_app(server_url: str = DEFAULT_SERVER_URL) -> gr.Blocks:
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     import gradio as gr
-
-    from qaserve.webui.chat import build_chat_tab
-    from qaserve.webui.tabs import build_batch_tab, build_prompt_tab, build_server_tab, read_prompt
 
     with gr.Blocks(title="qaserve console", analytics_enabled=False) as app:
         url = gr.State(server_url.rstrip("/"))

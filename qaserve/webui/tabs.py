@@ -14,7 +14,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from qaserve.client import ClientError
+from qaserve.evaluation.run import MODES
 from qaserve.webui import api
+from qaserve.webui.batch import (
+    TABLE_HEADERS,
+    describe_set,
+    load_set,
+    run_batch,
+    summary_markdown,
+    table_rows,
+    write_outputs,
+)
 from qaserve.webui.stats import (
     FIGURE_HEADERS,
     REQUEST_HEADERS,
@@ -27,7 +38,6 @@ from qaserve.webui.stats import (
 log = logging.getLogger(__name__)
 METRICS_EVERY_S = 5.0
 UPLOAD_TYPES = [".docx", ".jsonl", ".json", ".txt", ".csv"]
-MODES = ["auto", "batch", "sequential", "concurrent"]
 
 
 # --- system prompt -------------------------------------------------------------------------
@@ -185,8 +195,6 @@ def build_server_tab(url: Any, triggers: list[Any]) -> None:
 
 
 def describe_upload(path: str | None) -> str:
-    from qaserve.webui.batch import describe_set, load_set
-
     if not path:
         return "Upload a question set: docx (`问题：`/`答案：`), JSONL, JSON, TXT or CSV."
     try:
@@ -209,9 +217,6 @@ def run_batch_tab(
     """Load, ask, score, write: (summary, plots, table, JSONL button, files)."""
     import gradio as gr
 
-    from qaserve.client import ClientError
-    from qaserve.webui.batch import load_set, run_batch, summary_markdown, table_rows, write_outputs
-
     if not path:
         raise gr.Error("Upload a question set first.")
     try:
@@ -231,7 +236,7 @@ def run_batch_tab(
     if progress is not None:
         progress(1.0, desc="writing the report")
     out = write_outputs(records, summary, Path(tempfile.mkdtemp(prefix="qaserve-webui-")))
-    log.info("batch test of %d questions: %s", len(qas), json.dumps(summary, default=str))
+    log.info("batch test of %d questions: %s", len(qas), json.dumps(summary.as_dict()))
     plots = [str(out[name]) for name in ("scores_hist.png", "score_vs_length.png", "time.png")]
     files = [str(out[k]) for k in ("jsonl", "summary", "report.html", "report.md")]
     button = gr.DownloadButton(value=str(out["jsonl"]), visible=True)
@@ -247,15 +252,13 @@ def run_batch_tab(
 def build_batch_tab(url: Any) -> None:
     import gradio as gr
 
-    from qaserve.webui.batch import TABLE_HEADERS
-
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             upload = gr.File(label="Question set", file_types=UPLOAD_TYPES, elem_id="batch-file")
             described = gr.Markdown(describe_upload(None), elem_id="batch-set")
         with gr.Column(scale=3):
             with gr.Row():
-                mode = gr.Dropdown(MODES, value="auto", label="mode (auto: as the grader)")
+                mode = gr.Dropdown(list(MODES), value="auto", label="mode (auto: as the grader)")
                 concurrency = gr.Slider(1, 64, value=8, step=1, label="clients (concurrent)")
             with gr.Row():
                 timeout = gr.Number(360, label="timeout per POST (s)", minimum=1)

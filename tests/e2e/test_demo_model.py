@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from qaserve.evaluation.run import HELDOUT, evaluate, server_info
+from qaserve.client import server_info
+from qaserve.evaluation.cli import HELDOUT
+from qaserve.evaluation.run import evaluate
 from qaserve.modeltools.files import DEMO_MODEL_DIR
 from qaserve.questions import load_questions
 from tests.e2e.harness import NetGuard, Server, finish, server_env, start_server
@@ -46,9 +48,8 @@ def test_scores_above_the_measured_floor_on_the_heldout_set(demo_server: Server)
         load_questions(HELDOUT),
         endpoint=demo_server.url,
         tokenizer_dir=DEMO_MODEL_DIR,
-        progress=False,
     )
-    print(f"\ndemo model on {summary['n']} held-out questions: {summary}")
-    assert summary["n"] == len(records) == 135 and summary["errors"] == 0
-    assert summary["accuracy_grader"] >= GRADER_FLOOR
-    assert summary["accuracy_cjk"] >= CJK_FLOOR
+    print(f"\ndemo model on {summary.n} held-out questions: {summary}")
+    assert summary.n == len(records) == 135 and summary.errors == 0
+    assert summary.accuracy_grader >= GRADER_FLOOR
+    assert summary.accuracy_cjk >= CJK_FLOOR

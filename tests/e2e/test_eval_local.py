@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from qaserve.evaluation.cli import main
 from qaserve.evaluation.report import PLOTS
-from qaserve.evaluation.run import main
 from qaserve.settings import Settings
 from tests.e2e.harness import REPO, Server
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from qaserve.evaluation import run as evaluation
-from qaserve.evaluation.run import build_parser, evaluate, load_sets, main, tokenizer_dir
+from qaserve.evaluation import cli as evaluation
+from qaserve.evaluation.cli import build_parser, load_sets, main, tokenizer_dir
+from qaserve.evaluation.run import evaluate, write_jsonl
 from qaserve.questions import QA
 from qaserve.settings import Settings
 from tests.unit.fake_grader import FakeServer, free_port
@@ -101,9 +102,9 @@ def test_save_jsonl_refuses_to_overwrite(fake: FakeServer, tmp_path: Path, capsy
 
 def test_write_jsonl_refuses_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "r.jsonl"
-    evaluation.write_jsonl([{"a": "中"}], path)
+    write_jsonl([{"a": "中"}], path)
     with pytest.raises(FileExistsError):
-        evaluation.write_jsonl([{"a": 1}], path)
+        write_jsonl([{"a": 1}], path)
     assert json.loads(path.read_text("utf-8")) == {"a": "中"}
 
 
@@ -155,35 +156,35 @@ def test_tokenizer_dir_from_flag_or_model_dir(tmp_path: Path, monkeypatch) -> No
 @pytest.mark.parametrize("mode", ["batch", "sequential", "concurrent"])
 def test_modes_give_the_same_records(fake: FakeServer, mode: str) -> None:
     qas = [QA(f"q{i}", f"answer:q{i}", "s") for i in range(6)]
-    records, summary = evaluate(qas, endpoint=fake.url, mode=mode, concurrency=3, progress=False)
+    records, summary = evaluate(qas, endpoint=fake.url, mode=mode, concurrency=3)
     assert [r["pred_raw"] for r in records] == [f"answer:q{i}" for i in range(6)]
     assert all(set(r) == FIELDS for r in records)
-    assert set(summary) >= SUMMARY and summary["mode"] == mode and summary["n"] == 6
-    assert summary["accuracy_grader"] == pytest.approx(1.0)
-    assert summary["errors"] == 0 and summary["chars"] == sum(len(f"answer:q{i}") for i in range(6))
-    assert summary["posts"] == (1 if mode == "batch" else 6)
-    assert summary["chars_per_s"] == pytest.approx(summary["chars"] / summary["post_seconds"])
+    assert set(summary.as_dict()) >= SUMMARY and summary.mode == mode and summary.n == 6
+    assert summary.accuracy_grader == pytest.approx(1.0)
+    assert summary.errors == 0 and summary.chars == sum(len(f"answer:q{i}") for i in range(6))
+    assert summary.posts == (1 if mode == "batch" else 6)
+    assert summary.chars_per_s == pytest.approx(summary.chars / summary.post_seconds)
     assert (records[0]["latency_s"] is None) == (mode == "batch")
 
 
 def test_auto_follows_the_health_status(fake: FakeServer) -> None:
     qas = [QA("a", "x"), QA("b", "y")]
-    assert evaluate(qas, endpoint=fake.url, progress=False)[1]["mode"] == "batch"
+    assert evaluate(qas, endpoint=fake.url)[1].mode == "batch"
     fake.status = "ok"
-    assert evaluate(qas, endpoint=fake.url, progress=False)[1]["mode"] == "sequential"
+    assert evaluate(qas, endpoint=fake.url)[1].mode == "sequential"
     assert fake.posts == [["a", "b"], "a", "b"]
 
 
 def test_errors_are_recorded_not_hidden(fake: FakeServer) -> None:
     qas = [QA("a", "answer:a"), QA("BOOM", "answer:BOOM"), QA("c", "answer:c")]
-    records, summary = evaluate(qas, endpoint=fake.url, mode="sequential", progress=False)
+    records, summary = evaluate(qas, endpoint=fake.url, mode="sequential")
     assert records[1]["pred_raw"] is None and "engine exploded" in records[1]["error"]
     assert records[0]["error"] is None and records[2]["error"] is None
-    assert summary["errors"] == 1 and summary["empty"] == 0
-    assert summary["accuracy_grader"] == pytest.approx(2 / 3)  # the failed one counts as ""
-    records, summary = evaluate(qas, endpoint=fake.url, mode="batch", progress=False)
-    assert summary["errors"] == 3 and all("HTTP 500" in r["error"] for r in records)
-    assert summary["accuracy_grader"] == 0.0 and summary["posts"] == 1
+    assert summary.errors == 1 and summary.empty == 0
+    assert summary.accuracy_grader == pytest.approx(2 / 3)  # the failed one counts as ""
+    records, summary = evaluate(qas, endpoint=fake.url, mode="batch")
+    assert summary.errors == 3 and all("HTTP 500" in r["error"] for r in records)
+    assert summary.accuracy_grader == 0.0 and summary.posts == 1
 
 
 def test_strip_q_suffix_changes_what_is_sent_not_the_record(fake: FakeServer) -> None:

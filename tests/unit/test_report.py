@@ -11,13 +11,8 @@ from typing import Any
 
 from rich.console import Console
 
-from qaserve.evaluation.report import (
-    _time_fields,
-    main,
-    summary_from_records,
-    summary_table,
-    write_report,
-)
+from qaserve.evaluation.report import _time_fields, main, summary_table, write_report
+from qaserve.evaluation.summary import RunSummary
 
 PNGS = ("scores_hist.png", "score_vs_length.png", "time.png")
 
@@ -64,7 +59,7 @@ def make_summary(records: list[dict[str, Any]], mode: str = "sequential") -> dic
 
 def test_write_report_writes_all_files(tmp_path: Path) -> None:
     records = make_records()
-    paths = write_report(records, make_summary(records), tmp_path / "rep")
+    paths = write_report(records, RunSummary.from_dict(make_summary(records)), tmp_path / "rep")
     names = {p.name for p in paths}
     assert names == {"report.md", "report.html", *PNGS}
     for name in PNGS:
@@ -83,7 +78,7 @@ def test_write_report_writes_all_files(tmp_path: Path) -> None:
 
 def test_worst_and_best_sections(tmp_path: Path) -> None:
     records = make_records()
-    write_report(records, make_summary(records), tmp_path)
+    write_report(records, RunSummary.from_dict(make_summary(records)), tmp_path)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     worst = md.split("## 10 worst")[1].split("## 10 best")[0]
     best = md.split("## 10 best")[1].split("## Errors")[0]
@@ -96,16 +91,16 @@ def test_worst_and_best_sections(tmp_path: Path) -> None:
 def test_batch_mode_and_tiny_runs(tmp_path: Path) -> None:
     records = make_records(1, batch=True)
     summary = make_summary(records, mode="batch") | {"wait_seconds": 3.0}
-    write_report(records, summary, tmp_path / "one")
+    write_report(records, RunSummary.from_dict(summary), tmp_path / "one")
     assert (tmp_path / "one" / "time.png").stat().st_size > 1000
-    paths = write_report([], {"n": 0}, tmp_path / "none")
+    paths = write_report([], RunSummary(), tmp_path / "none")
     assert all(p.exists() for p in paths)
 
 
 def test_summary_table_lists_every_field() -> None:
     summary = make_summary(make_records()) | {"extra": "x"}
     console = Console(width=120, record=True)
-    console.print(summary_table(summary))
+    console.print(summary_table(RunSummary.from_dict(summary)))
     text = console.export_text()
     for key in summary:
         assert key in text
@@ -118,9 +113,20 @@ def test_cli_rebuilds_a_report_from_jsonl(tmp_path: Path) -> None:
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n")
     main([str(path), "--out", str(tmp_path / "rep")])
     assert (tmp_path / "rep" / "report.html").exists()
-    assert summary_from_records(records)["empty"] == 1
+    assert RunSummary.from_records(records).empty == 0  # the one "" failed: an error
 
 
 def test_time_fields_are_seconds_not_rates() -> None:
     summary = make_summary([]) | {"wall_s": 4.0, "wait_seconds": 1, "ok_s": True}
     assert _time_fields(summary) == {"post_seconds": 2.5, "wall_s": 4.0, "wait_seconds": 1.0}
+
+
+def test_summary_files_of_other_versions_read_back(tmp_path: Path) -> None:
+    old = make_summary([]) | {"wait_seconds": 3.0}  # no posts/wall_s yet; a key unknown here
+    (tmp_path / "old.json").write_text(json.dumps(old), encoding="utf-8")
+    summary = RunSummary.read(tmp_path / "old.json")
+    assert summary.chars_per_s == 493.6 and summary.wall_s is None
+    assert summary.others == {"wait_seconds": 3.0}
+    summary.write(tmp_path / "again.json")
+    again = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in again.items() if v is not None} == old

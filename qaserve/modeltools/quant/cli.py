@@ -14,6 +14,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from qaserve.modeltools.quant.calibration import (
+    CalibrationError,
+    calibration_samples,
+    describe,
+    write_samples,
+)
 from qaserve.modeltools.quant.compress import (
     DTYPES,
     SCHEMES,
@@ -22,6 +28,7 @@ from qaserve.modeltools.quant.compress import (
     quantize,
     source_dir,
 )
+from qaserve.modeltools.quant.verify import main as verify_main
 from qaserve.paths import REPO_ROOT as ROOT
 
 log = logging.getLogger(__name__)
@@ -78,8 +85,6 @@ def verify_step(out: Path, model: str, prompts: int, max_new_tokens: int) -> int
     args = [str(out), "--reference", model, "--prompts", str(prompts),
             "--max-new-tokens", str(max_new_tokens)]  # fmt: skip
     if has_module("vllm"):
-        from qaserve.modeltools.quant.verify import main as verify_main
-
         return verify_main(args)
     python = _venv_python(SERVE_VENV)
     if python is None or _in_venv(SERVE_VENV):
@@ -137,8 +142,6 @@ def build_parser() -> Any:
 def write_calibration(args: Any) -> str:
     from transformers import AutoTokenizer
 
-    from qaserve.modeltools.quant.calibration import calibration_samples, describe, write_samples
-
     tokenizer = AutoTokenizer.from_pretrained(source_dir(args.model))
     samples = calibration_samples(tokenizer, args.data, num_samples=args.num_samples,
                                   max_seq_len=args.max_seq_len, seed=args.seed,
@@ -149,8 +152,6 @@ def write_calibration(args: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import sys
-
-    from qaserve.modeltools.quant.calibration import CalibrationError
 
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()

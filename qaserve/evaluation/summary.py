@@ -1,0 +1,118 @@
+"""The summary of one evaluation run: its figures, named once, and the JSON file that holds them.
+
+    python -m qaserve.evaluation.report runs/eval.jsonl --summary runs/eval.summary.json
+
+`eval_local.py --save-jsonl X.jsonl` writes `X.summary.json`, the web console's batch test a
+`summary.json`: both hold `RunSummary.as_dict()`. Files of other versions read back: fields they
+lack keep their defaults, keys unknown here are kept in `others` and written back unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qaserve.evaluation.scoring import grader_speed, mean
+
+
+def record_score(record: dict[str, Any], key: str) -> float:
+    """A record's score field as a number (0.0 where an older tool's record lacks it)."""
+    value = record.get(key)
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+@dataclass
+class RunSummary:
+    """The figures of one run, in the order summary.json lists them. A summary rebuilt from
+    per-question records alone knows no timings: those fields (and mode, endpoint...) are None."""
+
+    n: int = 0
+    mode: str | None = None
+    accuracy_grader: float = 0.0
+    accuracy_cjk: float = 0.0
+    chars: int = 0
+    post_seconds: float | None = None  # Σ wall time of the POSTs: the grader's divisor
+    chars_per_s: float | None = None
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+    errors: int = 0
+    empty: int = 0  # answered "" (failed questions are counted in errors only)
+    endpoint: str | None = None
+    started: str | None = None
+    posts: int | None = None
+    wall_s: float | None = None  # differs from post_seconds with concurrent clients
+    wall_chars_per_s: float | None = None
+    concurrency: int | None = None
+    sets: dict[str, int] | None = None
+    others: dict[str, Any] = field(default_factory=dict)  # keys of another version's file
+
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]]) -> RunSummary:
+        """What the per-question records say: scores, characters, errors, empty answers."""
+        return cls(
+            n=len(records),
+            accuracy_grader=mean([record_score(r, "rougeL_f1_raw") for r in records]),
+            accuracy_cjk=mean([record_score(r, "rougeL_f1_cjk") for r in records]),
+            chars=sum(len(r.get("pred_raw") or "") for r in records),
+            errors=sum(1 for r in records if r.get("error")),
+            empty=sum(
+                1 for r in records if not r.get("error") and not (r.get("pred_raw") or "").strip()
+            ),
+        )
+
+    @classmethod
+    def of_run(
+        cls,
+        records: list[dict[str, Any]],
+        *,
+        mode: str,
+        endpoint: str,
+        started: str,
+        post_seconds: list[float],
+        wall_s: float,
+        concurrency: int,
+        token_counts: list[int] | None,
+    ) -> RunSummary:
+        """The records' figures plus the run's: the grader's speed over the POSTs' wall time."""
+        speed = grader_speed([r.get("pred_raw") or "" for r in records], post_seconds, token_counts)
+        return dataclasses.replace(
+            cls.from_records(records),
+            mode=mode,
+            post_seconds=speed.seconds,
+            chars_per_s=speed.chars_per_s,
+            tokens=speed.tokens,
+            tokens_per_s=speed.tokens_per_s,
+            endpoint=endpoint,
+            started=started,
+            posts=len(post_seconds),
+            wall_s=wall_s,
+            wall_chars_per_s=speed.chars / wall_s if wall_s > 0 else 0.0,
+            concurrency=concurrency,
+            sets=dict(Counter(r["set"] for r in records)),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object of summary.json: the fields in order, then the unknown keys."""
+        names = [f.name for f in dataclasses.fields(self) if f.name != "others"]
+        return {**{name: getattr(self, name) for name in names}, **self.others}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        names = {f.name for f in dataclasses.fields(cls)} - {"others"}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**known, others={k: v for k, v in data.items() if k not in names})
+
+    def write(self, path: Path) -> None:
+        text = json.dumps(self.as_dict(), ensure_ascii=False, indent=1)
+        Path(path).write_text(text + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> RunSummary:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a run summary is a JSON object")
+        return cls.from_dict(data)
