@@ -9,8 +9,7 @@ PYTEST := $(PY) -m pytest -q -p no:cacheprovider --timeout 1800
 ALSO := tests/e2e/test_offline.py tests/e2e/test_deadline.py \
 	tests/api/test_api_health.py tests/api/test_api_system_prompt.py
 
-.PHONY: help setup serve judge webui tune test lint reliability \
-	reliability-ci figures image-check
+.PHONY: help setup serve judge webui tune test lint reliability reliability-ci figures image-check
 .DEFAULT_GOAL := help
 
 help:  ## this list
