@@ -28,6 +28,20 @@ EXIT_ENGINE_DIED = 70  # the engine died: a supervisor should restart the server
 EXIT_STARTUP_FAILED = 3  # uvicorn's own status when the app does not start
 
 
+# vLLM's own spellings of the options it shares with us (`vllm serve --quantization awq`)
+VLLM_FLAGS = {"vllm_quantization": ["--quantization"], "vllm_kv_cache_dtype": ["--kv-cache-dtype"]}
+
+
+class Switch(argparse.Action):
+    """A boolean flag as vLLM's are: `--enforce-eager` turns it on, `--no-enforce-eager` off;
+    an explicit value (`--enforce-eager 0`, the old habit) is still taken."""
+
+    def __call__(self, parser: Any, namespace: Any, value: Any, option: str | None = None) -> None:
+        if option is not None and option.startswith("--no-"):
+            value = "false"
+        setattr(namespace, self.dest, "true" if value is None else value)
+
+
 def settings_parser(description: str) -> argparse.ArgumentParser:
     """A parser with one optional flag per Settings field (unset flags are left out); secrets
     have no flag: a command line is visible to every user of the machine."""
@@ -35,15 +49,15 @@ def settings_parser(description: str) -> argparse.ArgumentParser:
     for name, info in Settings.model_fields.items():
         if "SecretStr" in str(info.annotation):
             continue
-        flags = [f"--{name.replace('_', '-')}"]
+        flags = [f"--{name.replace('_', '-')}", *VLLM_FLAGS.get(name, [])]
         if "_" in name:
             flags.append(f"--{name}")
+        options: dict[str, Any] = {"metavar": name.upper()}
+        if info.annotation in (bool, bool | None):
+            flags.append(f"--no-{name.replace('_', '-')}")
+            options = {"action": Switch, "nargs": "?", "metavar": "BOOL"}
         parser.add_argument(
-            *flags,
-            dest=name,
-            default=argparse.SUPPRESS,
-            metavar=name.upper(),
-            help=info.description,
+            *flags, dest=name, default=argparse.SUPPRESS, help=info.description, **options
         )
     return parser
 

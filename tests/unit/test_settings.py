@@ -254,6 +254,31 @@ def test_cli_types_and_json() -> None:
     assert (s.batch_mode, s.stop_strings, s.port) == (False, ["###"], 9000)
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--enforce-eager"], True),  # a switch, as vLLM's flags are
+        (["--no-enforce-eager"], False),
+        (["--enforce-eager", "0"], False),  # an explicit value still works
+        (["--enforce_eager", "1"], True),
+        ([], False),
+    ],
+)
+def test_boolean_flags_are_switches(argv: list[str], expected: bool) -> None:
+    assert settings_from_args(settings_parser("test").parse_args(argv)).enforce_eager is expected
+
+
+def test_vllm_flag_spellings() -> None:
+    argv = ["--quantization", "fp8", "--kv-cache-dtype", "fp8", "--no-async-scheduling"]
+    s = settings_from_args(settings_parser("test").parse_args(argv))
+    assert (s.vllm_quantization, s.vllm_kv_cache_dtype, s.async_scheduling) == ("fp8", "fp8", False)
+
+
+def test_help_shows_switches() -> None:
+    text = settings_parser("test").format_help()
+    assert "--enforce-eager [BOOL]" in text and "--no-enforce-eager" in text
+
+
 def test_cli_invalid_value_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="PORT"):
         settings_from_args(settings_parser("test").parse_args(["--port", "abc"]))
