@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Issue #22 (performance, round two) ON the H200: vLLM 0.25 staged in /tmp/site, .bench/ carried
 # (python bench/workloads.py). One phase per device call:
-#   bash bench/device_round2.sh train COMMIT      # bench/train_realistic.py (TRAIN_S s), then the
-#                                                 # dummy workload: offline defaults vs server
-#   bash bench/device_round2.sh realistic COMMIT  # realistic workload: offline defaults vs the
-#                                                 # server's defaults (CPU per process, py-spy) and
-#                                                 # each lever off: GC_FREEZE, DEDUPE_QUESTIONS, 1 replica
+#   bash bench/device_round2.sh train COMMIT      # bench/train_realistic.py (TRAIN_S s), then on
+#                                                 # its workload offline defaults vs the server's
+#                                                 # defaults (CPU per process, py-spy)
+#   bash bench/device_round2.sh levers COMMIT     # each lever off (GC_FREEZE, DEDUPE_QUESTIONS,
+#                                                 # 1 replica), then the dummy workload
 #   bash bench/device_round2.sh replicas COMMIT   # realistic workload: 3 and 4 replicas; the
 #                                                 # step curve with and without detokenization
 # $OUT gets PHASE.jsonl (bench rows; finish them here with bench/ratios.py) and PHASE.tgz
@@ -41,22 +41,23 @@ served() {  # LABEL SIZES REPEAT [bench_server.py args]: our server over HTTP, $
 
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader
 case $phase in
-  train)
+  train)  # the model, then the realistic baseline and the server's defaults on it
     bash bench/device_model.sh
     python3 bench/train_realistic.py --config-dir /tmp/q05 --out $real --seconds "${TRAIN_S:-200}" \
       2>&1 | grep -vi warn | tail -n 40
     cp $real/train_summary.json "$out/"
-    workload=dummy model=/tmp/q05
-    offline vllm-defaults /tmp/q05 .bench/questions.json 358,2048 3 "$dummy"
-    served defaults 358,2048 3 --questions .bench/questions.json --env "$dummy" --cpu
-    ;;
-  realistic)
     workload=realistic model=$real
     offline vllm-defaults $real $q $n $reps
     served defaults $n $reps --questions $q --questions $dup --cpu --pyspy-seconds 15
+    ;;
+  levers)  # each lever off on the realistic workload, then the dummy workload
+    workload=realistic model=$real
     served gc-freeze-0 $n $reps --questions $q --questions $dup --env GC_FREEZE=0
     served dedupe-0 $n $reps --questions $dup --env DEDUPE_QUESTIONS=0
     served replicas-1 $n $reps --questions $q --env ENGINE_REPLICAS=1 --cpu
+    workload=dummy model=/tmp/q05
+    offline vllm-defaults /tmp/q05 .bench/questions.json 358,2048 3 "$dummy"
+    served defaults 358,2048 3 --questions .bench/questions.json --env "$dummy" --cpu
     ;;
   replicas)
     workload=realistic model=$real
@@ -68,7 +69,7 @@ case $phase in
       --questions .bench/questions.json --sizes '' --step-curve 1,16,64,179,358 --commit "$commit" \
       --results "$out/$phase.jsonl" 2>&1 | grep -E "^step curve|Error" | tail -12
     ;;
-  *) echo "phase: train | realistic | replicas" >&2; exit 2 ;;
+  *) echo "phase: train | levers | replicas" >&2; exit 2 ;;
 esac
 tar -czf "$out/$phase.tgz" -C "$work" .
 ls -la "$out"
