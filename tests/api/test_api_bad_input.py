@@ -16,8 +16,7 @@ from fastapi.testclient import TestClient
 
 from qaserve.server.app import create_app
 from qaserve.settings import load_settings
-from tests.api.conftest import ClientFactory
-from tests.api.fake_engine import FakeEngine, assert_error, metric
+from tests.support.fake_engine import ClientFactory, FakeEngine, assert_error, metric
 
 # JSON as a client can legally send it: a lone UTF-16 surrogate, escaped
 SURROGATE_BATCH = '{"prompt": ["什么是warp？", "bad \\ud800 item", "ok"], "max_new_tokens": 8}'

@@ -16,8 +16,7 @@ import qaserve.server.app
 from qaserve.questions import warmup_questions
 from qaserve.server.app import create_app
 from qaserve.settings import load_settings
-from tests.api.conftest import SHARED_SETTINGS, ClientFactory
-from tests.api.fake_engine import FakeEngine, assert_error
+from tests.support.fake_engine import SHARED_SETTINGS, ClientFactory, FakeEngine, assert_error
 
 
 def _app(fake: FakeEngine, model_dir: Path) -> FastAPI:

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT, load_settings
-from tests.api.fake_engine import FakeEngine, assert_error
+from tests.support.fake_engine import FakeEngine, assert_error
 
 QUESTION = "什么是warp？"
 

@@ -13,8 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT
-from tests.api.conftest import SHARED_SETTINGS, ClientFactory
-from tests.api.fake_engine import FakeEngine, assert_error, metric
+from tests.support.fake_engine import (
+    SHARED_SETTINGS,
+    ClientFactory,
+    FakeEngine,
+    assert_error,
+    metric,
+)
 
 
 def _answer(question: str) -> str:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT
-from tests.api.conftest import ClientFactory
-from tests.api.fake_engine import assert_error
+from tests.support.fake_engine import ClientFactory, assert_error
 
 TOKEN = "tok-Zq81-admin"
 NEW_PROMPT = "你是CUDA助教，只回答一句话。"

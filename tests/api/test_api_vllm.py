@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.server.app import create_app
 from qaserve.settings import load_settings
-from tests.api.fake_engine import clear_settings_env
+from tests.support.fake_engine import clear_settings_env
 
 pytestmark = pytest.mark.engine
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import Server
+from tests.support.harness import Server
 
 pytestmark = pytest.mark.engine
 

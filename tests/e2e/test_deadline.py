@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import STOP_GRACE_S, Server, finish, server_env, start_server
-from tests.e2e.util import metric, predict, question_set, read_metrics
+from tests.support.checks import metric, predict, question_set, read_metrics
+from tests.support.harness import STOP_GRACE_S, Server, finish, server_env, start_server
 
 pytestmark = pytest.mark.engine
 

@@ -17,7 +17,7 @@ import pytest
 from qaserve.evaluation.run import HELDOUT, evaluate, server_info
 from qaserve.modeltools.files import DEMO_MODEL_DIR
 from qaserve.questions import load_questions
-from tests.e2e.harness import NetGuard, Server, finish, server_env, start_server
+from tests.support.harness import NetGuard, Server, finish, server_env, start_server
 
 pytestmark = pytest.mark.engine
 GRADER_FLOOR = 0.60  # measured 0.646 (grader-mode RougeL, 135 held-out questions)

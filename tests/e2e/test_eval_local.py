@@ -20,7 +20,7 @@ import pytest
 from qaserve.evaluation.report import PLOTS
 from qaserve.evaluation.run import main
 from qaserve.settings import Settings
-from tests.e2e.harness import REPO, Server
+from tests.support.harness import REPO, Server
 
 pytestmark = pytest.mark.engine
 

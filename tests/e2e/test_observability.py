@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.util import metric, predict, question_set, read_metrics
+from tests.support.checks import metric, predict, question_set, read_metrics
 
 pytestmark = pytest.mark.engine
 

@@ -19,7 +19,8 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.harness import (
+from tests.support.checks import predict, question_set
+from tests.support.harness import (
     NetGuard,
     Server,
     decode_proc_addr,
@@ -27,7 +28,6 @@ from tests.e2e.harness import (
     make_net_guard,
     open_inet_sockets,
 )
-from tests.e2e.util import predict, question_set
 
 pytestmark = pytest.mark.engine
 

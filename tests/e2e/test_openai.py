@@ -13,7 +13,7 @@ import pytest
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from qaserve.answering.cleanup import clean_answer
-from tests.e2e.harness import Server
+from tests.support.harness import Server
 
 pytestmark = pytest.mark.engine
 

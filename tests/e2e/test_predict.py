@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import ADMIN_TOKEN, MAIN_MAX_BATCH_ITEMS, MAIN_MAX_BODY_BYTES, Server
-from tests.e2e.util import assert_error, metric, predict, question_set, read_metrics
+from tests.support.checks import assert_error, metric, predict, question_set, read_metrics
+from tests.support.harness import ADMIN_TOKEN, MAIN_MAX_BATCH_ITEMS, MAIN_MAX_BODY_BYTES, Server
 
 pytestmark = pytest.mark.engine
 

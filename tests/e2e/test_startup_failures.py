@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import REPO, server_env
+from tests.support.harness import REPO, server_env
 
 LIMIT_S = 30.0  # issue 17: "exits non-zero within 30 s"
 

@@ -12,31 +12,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from qaserve.server.app import create_app
-from qaserve.settings import load_settings
-from tests.api.fake_engine import FakeEngine, clear_settings_env
-from tests.e2e.harness import NetGuard, Server, finish, make_net_guard, server_env
-from tests.reliability.servers import start_serve_py
+from tests.support.fake_engine import ADMIN_TOKEN, FakeEngine, fake_app
+from tests.support.harness import NetGuard, Server, finish, make_net_guard, server_env
+from tests.support.servers import SECRETS, start_serve_py
 
-ADMIN_TOKEN = "reliability-admin-token"
 BIG_BODY_BYTES = 4 * 1024 * 1024  # room for a 1 MB prompt and a 10,000-item batch
 BIG_BATCH_ITEMS = 20_000
-
-
-def fake_app(model_dir: Path, fake: FakeEngine, **overrides: Any) -> FastAPI:
-    """The real app on `fake`, with our settings only (the shell's variables are ignored)."""
-    with pytest.MonkeyPatch.context() as mp:
-        clear_settings_env(mp)
-        settings = load_settings(**{"model_dir": model_dir, "warmup": False, **overrides})
-    return create_app(
-        settings, engine_factory=lambda s, d, tok: fake.attach(tok), exit_on_engine_death=False
-    )
 
 
 @pytest.fixture(scope="session")
@@ -60,16 +45,6 @@ def big(big_app: tuple[TestClient, FakeEngine]) -> tuple[TestClient, FakeEngine]
     return big_app
 
 
-def assert_error_shape(status: int, body: Any) -> None:
-    """The one error body: `{"error": {"message": str, "type": str, "code": int}}`."""
-    assert isinstance(body, dict) and set(body) == {"error"}, body
-    error = body["error"]
-    assert isinstance(error, dict) and set(error) == {"message", "type", "code"}, body
-    assert isinstance(error["message"], str) and error["message"], body
-    assert isinstance(error["type"], str) and error["type"], body
-    assert error["code"] == status and type(error["code"]) is int, body
-
-
 @pytest.fixture
 def timed() -> Callable[[float], None]:
     """`timed(limit_s)`: fail if the test has run longer than `limit_s` so far."""
@@ -83,14 +58,6 @@ def timed() -> Callable[[float], None]:
 
 
 # --- the reliability server: `python serve.py` as the grader runs it --------------------------
-
-# Marker values of every secret the server may read: test_security greps for them everywhere.
-SECRETS = {
-    "ADMIN_TOKEN": "rel-admin-MARKER-7f3a9c",
-    "MODELSCOPE_API_TOKEN": "rel-modelscope-MARKER-51be02",
-    "MODELSCOPE_TOKEN": "rel-modelscope2-MARKER-c4d1e8",
-    "HF_TOKEN": "rel-hf-MARKER-9a0b77",
-}
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.util import metric, read_metrics
-from tests.reliability.conftest import assert_error_shape
+from tests.support.checks import metric, read_metrics
+from tests.support.fake_engine import assert_error_shape
 
 pytestmark = pytest.mark.engine
 REAL = settings(

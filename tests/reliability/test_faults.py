@@ -26,10 +26,10 @@ import pytest
 
 from qaserve.server.cli import EXIT_ENGINE_DIED
 from qaserve.server.process import group_members
-from tests.e2e.harness import Server, finish, server_env
-from tests.e2e.util import assert_error, metric, predict, question_set, read_metrics
-from tests.reliability.figures import ARTIFACTS, environment, write_json
-from tests.reliability.servers import (
+from tests.support.checks import assert_error, metric, predict, question_set, read_metrics
+from tests.support.figures import ARTIFACTS, environment, write_json
+from tests.support.harness import Server, finish, server_env
+from tests.support.servers import (
     engine_core_pids,
     spawn_serve_py,
     start_serve_py,

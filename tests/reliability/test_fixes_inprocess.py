@@ -18,9 +18,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.fake_engine import FAIL_MARKER, FakeEngine, metric
-from tests.reliability.conftest import assert_error_shape, fake_app
-from tests.reliability.servers import UvicornThread
+from tests.support.fake_engine import (
+    FAIL_MARKER,
+    FakeEngine,
+    assert_error_shape,
+    fake_app,
+    metric,
+)
+from tests.support.servers import UvicornThread
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 

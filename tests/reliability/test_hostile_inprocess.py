@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from tests.api.fake_engine import FakeEngine
-from tests.reliability.conftest import assert_error_shape
+from tests.support.fake_engine import FakeEngine, assert_error_shape
 
 Big = tuple[TestClient, FakeEngine]
 IM_START, IM_END = 151644, 151645  # Qwen's <|im_start|> and <|im_end|> ids

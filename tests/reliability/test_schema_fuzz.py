@@ -23,9 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.api.fake_engine import FakeEngine
-from tests.reliability.conftest import ADMIN_TOKEN, assert_error_shape, fake_app
-from tests.reliability.figures import ARTIFACTS, environment, write_json
+from tests.support.fake_engine import ADMIN_TOKEN, FakeEngine, assert_error_shape, fake_app
+from tests.support.figures import ARTIFACTS, environment, write_json
 
 MIN_TOTAL_CASES = 1000
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE

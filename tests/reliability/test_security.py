@@ -20,10 +20,14 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tests.api.fake_engine import FakeEngine
-from tests.e2e.harness import Server
-from tests.reliability.conftest import SECRETS, assert_error_shape, fake_app
-from tests.reliability.servers import UvicornThread, listening_addresses, local_ipv4_addresses
+from tests.support.fake_engine import FakeEngine, assert_error_shape, fake_app
+from tests.support.harness import Server
+from tests.support.servers import (
+    SECRETS,
+    UvicornThread,
+    listening_addresses,
+    local_ipv4_addresses,
+)
 
 TOKEN = "sec-admin-token-e81c"
 INFERENCE = {"/predict", "/v1/chat/completions"}  # answer questions, change nothing

@@ -12,7 +12,8 @@ from pathlib import Path
 from qaserve.modeltools.files import downloaded_dir, resolve_model_dir
 from qaserve.modeltools.hub import EXIT_CODES, missing_parts
 from qaserve.settings import load_settings
-from tests.tools.conftest import (
+from tests.support.fake_hub import FakeHub
+from tests.support.tools import (
     TOKEN,
     UNSERVED_OK,
     WRONG_TOKEN,
@@ -22,7 +23,6 @@ from tests.tools.conftest import (
     make_hub,
     run_tool,
 )
-from tests.tools.fake_hub import FakeHub
 
 DOWNLOAD = "download_model.py"
 

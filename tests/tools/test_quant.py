@@ -21,7 +21,7 @@ from qaserve.modeltools.quant import cli as quant_cli
 from qaserve.modeltools.quant.compress import weight_bytes
 from qaserve.modeltools.quant.verify import agreement, generate
 from qaserve.modeltools.smoke import build_tiny_qwen
-from tests.tools.conftest import tool_env
+from tests.support.tools import tool_env
 
 REPO = Path(__file__).resolve().parents[2]
 QUANT_PYTHON = REPO / ".venv-quant" / "bin" / "python"

@@ -11,7 +11,8 @@ import hashlib
 from pathlib import Path
 
 from qaserve.modeltools.hub import EXIT_CODES
-from tests.tools.conftest import (
+from tests.support.fake_hub import FakeHub
+from tests.support.tools import (
     TOKEN,
     UNSERVED_OK,
     WRONG_TOKEN,
@@ -19,7 +20,6 @@ from tests.tools.conftest import (
     linked_copy,
     run_tool,
 )
-from tests.tools.fake_hub import FakeHub
 
 UPLOAD = "upload_model.py"
 

@@ -27,7 +27,7 @@ from qaserve.tuning.paths import Paths
 from qaserve.tuning.space import load_space
 from qaserve.tuning.store import read_jsonl
 from qaserve.tuning.tuner import Tuner
-from tests.tuning.helpers import (
+from tests.support.tuning import (
     clean_env,
     serve_smtp,
     serve_webhook,

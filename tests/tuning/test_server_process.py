@@ -1,4 +1,4 @@
-"""qaserve/server/process.py on a fake ASGI app (tests/tuning/fake_app.py, no engine): readiness,
+"""qaserve/server/process.py on a fake ASGI app (tests/support/fake_app.py, no engine): readiness,
 the whole process group stopped (SIGKILL when SIGTERM is ignored), the port freed, start errors,
 a server that dies with its parent, a leftover group stopped later, busy ports.
 
@@ -23,7 +23,7 @@ from qaserve.server import process as sp
 from qaserve.tuning.config import TuneConfig
 from qaserve.tuning.trial import PortBusy, _port
 
-APP = "tests.tuning.fake_app:app"
+APP = "tests.support.fake_app:app"
 
 
 def start(tmp_path: Path, mode: str = "ok", **kwargs: Any) -> sp.ServerProcess:
@@ -73,7 +73,7 @@ import json, os, sys, time
 from pathlib import Path
 from qaserve.server.process import start_server
 server = start_server({**os.environ, "FAKE_APP_MODE": "ok"}, Path(sys.argv[1]),
-                      app="tests.tuning.fake_app:app", die_with_parent=sys.argv[2] == "1")
+                      app="tests.support.fake_app:app", die_with_parent=sys.argv[2] == "1")
 server.wait_ready(60)
 print(json.dumps(server.record()), flush=True)
 time.sleep(600)

@@ -1,4 +1,4 @@
-"""Fixtures of the unit tests: the fake grader-contract server (tests/unit/fake_grader.py)."""
+"""Fixtures of the unit tests: the fake grader-contract server (tests/support/fake_grader.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.unit.fake_grader import FakeServer, serve_fake
+from tests.support.fake_grader import FakeServer, serve_fake
 
 
 @pytest.fixture(scope="module")

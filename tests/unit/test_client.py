@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from qaserve import client as http
-from tests.unit.fake_grader import FakeServer, free_port
+from tests.support.fake_grader import FakeServer, free_port
 
 # --- predict ---------------------------------------------------------------------------------
 

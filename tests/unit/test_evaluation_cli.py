@@ -15,7 +15,7 @@ from qaserve.evaluation import run as evaluation
 from qaserve.evaluation.run import build_parser, evaluate, load_sets, main, tokenizer_dir
 from qaserve.questions import QA
 from qaserve.settings import Settings
-from tests.unit.fake_grader import FakeServer, free_port
+from tests.support.fake_grader import FakeServer, free_port
 
 FIELDS = {
     "index", "set", "question", "ref", "pred_raw", "rougeL_f1_raw", "rougeL_f1_cjk", "chars",

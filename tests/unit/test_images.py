@@ -288,7 +288,7 @@ def test_image_check_builds_the_real_dockerfiles_from_a_stand_in() -> None:
 
 
 def test_image_check_drives_the_fake_hub(tmp_path: Path) -> None:
-    """The hub snippet of image_check.sh against tests/tools/fake_hub.py as it is now."""
+    """The hub snippet of image_check.sh against tests/support/fake_hub.py as it is now."""
     url_file = tmp_path / "hub.url"
     args = [str(ROOT), str(tmp_path / "blobs"), "qaserve-check/pmpp-demo", str(url_file)]
     proc = subprocess.Popen([sys.executable, "-c", _heredoc(CHECK, nth=0), *args])

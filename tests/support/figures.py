@@ -1,9 +1,9 @@
 """The reliability figures: JSON result files under artifacts/reliability/ and the Markdown
 tables RELIABILITY.md is filled from (never a number that no run wrote).
 
-    python -m tests.reliability.figures            # tables of the newest results
+    python -m tests.support.figures            # tables of the newest results
 
-Sources: load-*.json (tests/reliability/load.py), fuzz-*.json (test_schema_fuzz.py) and the
+Sources: load-*.json (tests/support/load.py), fuzz-*.json (test_schema_fuzz.py) and the
 pytest JUnit files junit-*.xml that `make reliability` writes.
 """
 

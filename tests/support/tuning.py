@@ -20,7 +20,7 @@ from typing import Any
 from qaserve.settings import Settings
 from qaserve.tuning.notify import Message
 from qaserve.tuning.trial import TrialResult, aggregate
-from tests.conftest import engine_env
+from tests.support.harness import engine_env
 
 TOPICS = ["warp", "shared memory", "tiling", "atomicAdd", "CUDA stream", "coalescing"]
 SETTINGS_VARS = {name.upper() for name in Settings.model_fields}

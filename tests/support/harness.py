@@ -1,7 +1,13 @@
-"""Starting and stopping the real server as users do, and the network guard (see conftest.py).
+"""Starting and stopping the real server as users do, and the network guard.
+
+    srv = start_server("main", tmp_path, server_env(tiny_model_dir))   # uvicorn serve:app
 
 `python -m uvicorn serve:app` runs as a subprocess in its own process group (vLLM spawns
-EngineCore and worker children), with its output in a log file.
+EngineCore and worker children), with its output in a log file; the tail of that log is
+attached to any failing test that used the server (tests/conftest.py). A server started with
+`NetGuard.env(env)` runs under the network guard: a `sitecustomize.py` on its PYTHONPATH
+(inherited by vLLM's children) records every attempt to reach a non-loopback address and
+refuses it, as the grader's offline run stage would.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ import pytest
 
 from qaserve.server import process as sp
 from qaserve.settings import Settings
-from tests.conftest import engine_env
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 240.0
@@ -33,7 +38,7 @@ MAIN_MAX_BATCH_ITEMS = 1000
 _SCRUBBED = {name.upper() for name in Settings.model_fields} | {"FORWARDED_ALLOW_IPS"}
 
 SITECUSTOMIZE = r'''
-"""e2e network guard (tests/e2e/harness.py): refuse and record non-loopback connections."""
+"""e2e network guard (tests/support/harness.py): refuse and record non-loopback connections."""
 import errno as _errno
 import ipaddress as _ipaddress
 import os as _os
@@ -189,6 +194,19 @@ def spawn(
 
 def describe_pid(pid: int) -> str:
     return f"{pid} {sp.describe(pid)}"
+
+
+def engine_env(model_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a server on the tiny model: fp32 (exact parity), small context."""
+    env = {
+        "MODEL_DIR": str(model_dir),
+        "DTYPE": "float32",
+        "MAX_MODEL_LEN": "2048",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update(extra)
+    return env
 
 
 def server_env(model_dir: Path, **extra: str) -> dict[str, str]:

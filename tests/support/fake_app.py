@@ -1,7 +1,7 @@
 """A stand-in for `serve:app` in the server_process tests (no engine): a plain ASGI app whose
 process starts a child, as uvicorn's vLLM server starts EngineCore, in its process group.
 
-    FAKE_APP_MODE=stubborn python -m uvicorn tests.tuning.fake_app:app --port 8011
+    FAKE_APP_MODE=stubborn python -m uvicorn tests.support.fake_app:app --port 8011
 
 FAKE_APP_MODE: ok; stubborn (the child ignores SIGTERM); crash (exits at import);
 never_ready (`GET /` answers 503).
