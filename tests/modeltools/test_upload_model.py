@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from qaserve.modeltools.hub import EXIT_CODES
 from tests.support.fake_hub import FakeHub
 from tests.support.tools import (
@@ -21,6 +23,7 @@ from tests.support.tools import (
     run_tool,
 )
 
+pytestmark = pytest.mark.slow  # one SDK process per run, seconds each
 UPLOAD = "upload_model.py"
 
 

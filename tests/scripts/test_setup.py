@@ -138,6 +138,7 @@ def torch_index(tmp_path: Path) -> Iterator[str]:
 # --- CPU mode: where torch's CPU build comes from ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_without_any_torch_source_setup_stops_fast_and_says_how_to_fix_it(tmp_path: Path) -> None:
     """As on a user's CPU machine: PyPI only (no local wheels), PyTorch's index unreachable."""
     real_before = venv_state(REPO / ".venv")
@@ -172,6 +173,7 @@ def test_without_any_torch_source_setup_stops_fast_and_says_how_to_fix_it(tmp_pa
 @pytest.mark.skipif(
     not local_torch_wheel(), reason=f"no local torch-{TORCH_CPU} wheel in pip's config"
 )
+@pytest.mark.slow
 def test_the_configured_pip_sources_are_tried_first(tmp_path: Path) -> None:
     """This machine's pip config (a local wheel folder) has the CPU torch: no extra index."""
     bin_dir = fake_nvidia_smi(tmp_path / "bin", works=False)
@@ -203,6 +205,7 @@ def test_dev_plan_skips_the_probe_when_the_venv_has_the_cpu_torch(tmp_path: Path
     assert venv_state(venv) == before
 
 
+@pytest.mark.slow
 def test_without_local_wheels_torch_comes_from_torch_index_url(
     tmp_path: Path, torch_index: str
 ) -> None:

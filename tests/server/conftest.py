@@ -29,6 +29,7 @@ from tests.support.fake_engine import (
     fake_app,
 )
 from tests.support.harness import NetGuard, Server, finish, make_net_guard, server_env
+from tests.support.markers import needs
 from tests.support.servers import SECRETS, start_serve_py
 
 BIG_BODY_BYTES = 4 * 1024 * 1024  # room for a 1 MB prompt and a 10,000-item batch
@@ -146,6 +147,7 @@ def rel_guard(tmp_path_factory: pytest.TempPathFactory) -> NetGuard:
 
 
 @pytest.fixture(scope="session")
+@needs("engine")
 def rel_server(
     tiny_model_dir: Path, rel_guard: NetGuard, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:

@@ -135,6 +135,7 @@ def test_openapi_documents_the_error_body(tiny_model_dir: Path) -> None:
     assert "text/event-stream" in stream
 
 
+@pytest.mark.engine  # the transformers engine, in-process
 def test_the_transformers_engine_stops_a_cancelled_generate(tiny_model_dir: Path) -> None:
     """Cancelling the awaiting coroutine ends the generate thread too (it holds the device
     lock): the next request is not stuck behind an answer nobody reads."""

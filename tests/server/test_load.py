@@ -74,6 +74,7 @@ class RotatingEngine(FakeEngine):
         return results[1:] + results[:1] if self.rotate else results
 
 
+@pytest.mark.slow
 def test_the_load_check_catches_misordered_answers(tiny_model_dir: Path) -> None:
     """The check itself: the same load against a server that rotates batch answers."""
     engine = RotatingEngine()

@@ -115,6 +115,7 @@ def test_leftover_group_is_stopped_from_its_record(tmp_path: Path) -> None:
             os.killpg(record["pgid"], signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_busy_port_is_waited_for_or_its_owner_killed(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -97,6 +97,7 @@ def test_a_server_told_one_address_listens_on_it_only(tiny_model_dir: Path) -> N
             httpx.get(url.replace(address, "127.0.0.1"), timeout=10)
 
 
+@pytest.mark.engine
 def test_serve_py_with_host_loopback_is_not_reachable_elsewhere(rel_server: Server) -> None:
     assert rel_server.env["HOST"] == "127.0.0.1"
     port = rel_server.env["PORT"]
@@ -109,6 +110,7 @@ def test_serve_py_with_host_loopback_is_not_reachable_elsewhere(rel_server: Serv
     assert all(a.startswith(("127.", "::1")) for a in listening), listening  # vLLM's too
 
 
+@pytest.mark.engine
 def test_secrets_appear_in_no_endpoint_command_line_or_log(rel_server: Server) -> None:
     admin = SECRETS["ADMIN_TOKEN"]
     with rel_server.client() as client:

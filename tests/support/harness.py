@@ -28,6 +28,7 @@ import pytest
 from qaserve.paths import REPO_ROOT
 from qaserve.server import process as sp
 from qaserve.settings import Settings
+from tests.support.markers import require
 
 REPO = REPO_ROOT
 READY_TIMEOUT_S = 240.0
@@ -221,6 +222,7 @@ def server_env(model_dir: Path, **extra: str) -> dict[str, str]:
 
 def start_server(name: str, workdir: Path, env: dict[str, str]) -> Server:
     """Spawn the server as users do and wait until `GET /` answers 200."""
+    require("engine", f"starts the real server {name}")
     server = spawn(name, workdir, env)
     try:
         _wait_ready(server, server.process.started)

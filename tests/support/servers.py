@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from qaserve.server.process import ServerStartError, free_port, group_members
 from tests.support.harness import READY_TIMEOUT_S, Server, decode_proc_addr, socket_inodes, spawn
+from tests.support.markers import require
 
 T = TypeVar("T")
 # Marker values of every secret the server may read: test_security greps for them everywhere.
@@ -50,6 +51,7 @@ def start_serve_py(
 ) -> Server:
     """Spawn `python serve.py` and wait until `GET /` answers 200 (else ServerStartError,
     whose `log_tail` ends the server's log)."""
+    require("engine", f"starts the real server {name}")
     server = spawn_serve_py(name, workdir, env, host)
     try:
         server.startup_s = server.process.wait_ready(timeout_s, interval_s=0.25)

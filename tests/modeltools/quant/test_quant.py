@@ -22,6 +22,7 @@ from qaserve.modeltools.quant.compress import weight_bytes
 from qaserve.modeltools.quant.verify import agreement, generate
 from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.paths import REPO_ROOT
+from tests.support.markers import needs
 from tests.support.tools import tool_env
 
 REPO = REPO_ROOT
@@ -71,6 +72,7 @@ def run(cmd: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
+@needs("engine")
 def awq(
     quant_python: Path, model256: Path, data: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -93,6 +95,7 @@ def header(model_dir: Path) -> dict[str, Any]:
         return json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
 
 
+@pytest.mark.engine  # quantize_awq.py verifies its output in vLLM
 def test_awq_runs_in_the_quant_venv_and_is_verified_in_vllm(awq: Any) -> None:
     done, out = awq
     assert done.returncode == 0, done.stderr[-4000:]
@@ -105,6 +108,7 @@ def test_awq_runs_in_the_quant_venv_and_is_verified_in_vllm(awq: Any) -> None:
     assert "verify 1/2" in done.stderr and "verify 2/2" in done.stderr
 
 
+@pytest.mark.engine  # quantize_awq.py verifies its output in vLLM
 def test_awq_output_is_int4_group_128_with_lm_head_kept(awq: Any) -> None:
     _, out = awq
     config = json.loads((out / "config.json").read_text())
@@ -123,6 +127,7 @@ def test_awq_output_is_int4_group_128_with_lm_head_kept(awq: Any) -> None:
     assert tensors["model.embed_tokens.weight"]["dtype"] == "BF16"
 
 
+@pytest.mark.engine  # quantize_awq.py verifies its output in vLLM
 def test_awq_calibration_is_what_was_asked(awq: Any, data: Path) -> None:
     _, out = awq
     calibration = info_of(out)["calibration"]
@@ -133,6 +138,7 @@ def test_awq_calibration_is_what_was_asked(awq: Any, data: Path) -> None:
     assert calibration["seen"] == {"distinct_samples": SAMPLES, "max_tokens": MAX_LEN}
 
 
+@pytest.mark.engine  # quantize_awq.py verifies its output in vLLM
 def test_awq_copies_tokenizer_generation_config_and_template(awq: Any, model256: Path) -> None:
     from transformers import AutoTokenizer
 
@@ -144,6 +150,7 @@ def test_awq_copies_tokenizer_generation_config_and_template(awq: Any, model256:
     assert not list(out.parent.glob(".*partial*"))
 
 
+@pytest.mark.engine  # quantize_awq.py verifies its output in vLLM
 def test_awq_sizes_and_verification_are_recorded(awq: Any, model256: Path) -> None:
     _, out = awq
     info = info_of(out)
@@ -183,6 +190,7 @@ def fp8_and_w8a8(
     return outs
 
 
+@pytest.mark.slow  # llm-compressor in .venv-quant
 def test_fp8_and_w8a8_formats(fp8_and_w8a8: dict[str, Path]) -> None:
     expected = {"fp8": ("float-quantized", "float"), "w8a8": ("int-quantized", "int")}
     for scheme, out in fp8_and_w8a8.items():
