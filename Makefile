@@ -1,5 +1,6 @@
-# One command per job:   make test | make lint | make reliability | make reliability-ci
-#                         | make image-check
+# One command per job:   make test | make test-fast | make lint | make reliability
+#                         | make reliability-ci | make image-check
+#   make test-fast        the tests that start no engine and no browser and are not slow (~2 min)
 #   make reliability      the whole reliability suite, full form (load 64 clients x 60 s x 3
 #                         rounds), then the figures (artifacts/reliability/figures.md) ~20 min
 #   make reliability-ci   the same suite in its bounded form (what CI runs inside `make test`)
@@ -22,10 +23,13 @@ RELIABILITY := $(addprefix tests/server/,test_any_input_real.py test_faults.py \
 ALSO := tests/server/test_offline.py tests/server/test_deadline.py \
 	tests/server/test_api_health.py tests/server/test_api_system_prompt.py
 
-.PHONY: test lint reliability reliability-ci figures image-check
+.PHONY: test test-fast lint reliability reliability-ci figures image-check
 
 test:
 	bash scripts/test.sh
+
+test-fast:
+	$(PY) -m pytest -q -p no:cacheprovider -m "not engine and not slow and not browser"
 
 lint:  # scripts/lint.sh expects the venv's tools on PATH (scripts/test.sh activates it)
 	PATH="$(CURDIR)/.venv/bin:$$PATH" bash scripts/lint.sh
