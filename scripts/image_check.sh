@@ -10,7 +10,7 @@
 #    pip configuration (its local wheels and indexes are bind-mounted while installing, never
 #    copied in); where that finds no torch==X+cpu, from PyPI plus PyTorch's CPU index
 #    (TORCH_INDEX_URL); VLLM_CPU_KVCACHE_SPACE=1 and vLLM's own entry point, as the real image.
-# 2. build: a loopback fake ModelScope hub (tests/tools/fake_hub.py) serves demo_model/; `buildah
+# 2. build: a loopback fake ModelScope hub (tests/support/fake_hub.py) serves demo_model/; `buildah
 #    bud` builds the Dockerfile FROM the stand-in with MODELSCOPE_ENDPOINT at that hub, pip on
 #    PyPI (this machine's CA bundle is mounted for the build only, never in a layer).
 # 3. run: the image's own CMD in a network namespace with nothing but loopback; GET / must say
@@ -282,7 +282,7 @@ from pathlib import Path
 
 repo, blobs, model_id, url_file = sys.argv[1:5]
 sys.path.insert(0, repo)
-from tests.tools.fake_hub import FakeHub  # noqa: E402
+from tests.support.fake_hub import FakeHub  # noqa: E402
 
 hub = FakeHub(Path(blobs))
 hub.add_model(model_id, Path(repo) / "demo_model")

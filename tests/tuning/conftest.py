@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tuning.helpers import write_questions
+from tests.support.tuning import write_questions
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from qaserve.settings import Settings
 from qaserve.tuning.cli import build_parser, main
 from qaserve.tuning.config import env_names, load_config
-from tests.tuning.helpers import write_space
+from tests.support.tuning import write_space
 
 
 def test_variables_then_flags(monkeypatch: pytest.MonkeyPatch) -> None:

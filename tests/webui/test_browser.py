@@ -19,10 +19,11 @@ import pytest
 from qaserve.evaluation.scoring import cjk_rouge_l, grader_rouge_l
 from qaserve.server.process import free_port
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT
-from tests.e2e.harness import Server
-from tests.unit.fake_grader import serve_fake
-from tests.webui.conftest import start_console
+from tests.support.console import start_console
+from tests.support.fake_grader import serve_fake
+from tests.support.harness import Server
 
+pytestmark = pytest.mark.browser
 UI_TIMEOUT_MS = 120_000
 # every text change of the last answer bubble, recorded in the page while it streams
 RECORD_LENGTHS = """() => {

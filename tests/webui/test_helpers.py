@@ -19,8 +19,8 @@ from qaserve.webui import api
 from qaserve.webui.batch import run_batch, summary_markdown, table_rows
 from qaserve.webui.chat import add_question, answer, without_last_answer
 from qaserve.webui.stats import figure_rows, parse_metrics, request_rows
-from tests.e2e.harness import REPO
-from tests.unit.fake_grader import serve_fake
+from tests.support.fake_grader import serve_fake
+from tests.support.harness import REPO
 
 # --- metrics -------------------------------------------------------------------------------
 
