@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from qaserve.answering.budget import BudgetRules, budget_for
-from qaserve.answering.cleanup import clean_answer
+from qaserve.answering.budget import BudgetRules, budget_for, question_kind
+from qaserve.answering.cleanup import clean_answer, shorten
 from qaserve.engines.base import Engine, GenParams, GenResult
 
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ class QAService:
             repetition_penalty=settings.repetition_penalty,
             frequency_penalty=settings.frequency_penalty,
             presence_penalty=settings.presence_penalty,
-            stop=tuple(settings.stop_strings),
+            stop=tuple(settings.stop_strings)
+            + (("\n\n",) if settings.stop_on_double_newline else ()),
         )
 
     def params(self, budget: int, overrides: dict[str, Any]) -> GenParams:
@@ -120,7 +121,9 @@ class QAService:
         prompts, params = await asyncio.to_thread(
             self.plan, [questions[i] for i in live], overrides
         )
-        if log.isEnabledFor(logging.DEBUG):
+        if self.settings.log_token_routing:
+            log.info("budgets: %s", dict(Counter(p.max_new_tokens for p in params)))
+        elif log.isEnabledFor(logging.DEBUG):
             log.debug("budgets: %s", [p.max_new_tokens for p in params])
         deadline = start + self.settings.predict_deadline_s
         try:
@@ -130,7 +133,7 @@ class QAService:
             error = f"{type(exc).__name__}: {exc}"
             results = [GenResult(finish="error", error=error) for _ in prompts]
         for i, prompt, result in zip(live, prompts, results, strict=True):
-            outcome.answers[i] = clean_answer(result.text, self.settings.trim_answers)
+            outcome.answers[i] = self.finish_answer(questions[i], result.text)
             outcome.truncated += prompt.truncated
             outcome.prompt_tokens += len(prompt.token_ids)
             outcome.answer_tokens += result.token_count
@@ -138,6 +141,16 @@ class QAService:
             outcome.cut += result.finish == "deadline"
         outcome.results = results
         log_failures(results)
+
+    def finish_answer(self, question: str, text: str) -> str:
+        """Cleanup, then (when asked) the short-answer post-processing of short questions."""
+        answer = clean_answer(text, self.settings.trim_answers)
+        s = self.settings
+        if (s.output_trim_examples or s.output_max_sentences) and (
+            question_kind(question, self.rules) == "short"
+        ):
+            answer = shorten(answer, s.output_trim_examples, s.output_max_sentences)
+        return answer
 
     def account(self, questions: list[str], outcome: BatchOutcome, malformed: int = 0) -> None:
         """Count an answered batch in the metrics and log its one INFO line."""
@@ -250,10 +263,15 @@ class QAService:
         no first-run costs. A warm-up whose every item the engine refused stops the start, with
         the engine's message: such a server would answer "" to every question."""
         start = time.monotonic()
-        from qaserve.questions import warmup_questions
+        from qaserve.questions import PROJECT_DATA, warmup_questions
 
-        questions = await asyncio.to_thread(warmup_questions)
-        outcome = await self.answer_batch(questions, {"max_new_tokens": 8}, record=False)
+        s = self.settings
+        path = s.warmup_data_path or PROJECT_DATA
+        questions = await asyncio.to_thread(warmup_questions, s.warmup_num_samples, path)
+        questions = questions * s.warmup_repeat  # one batch: the grader sends one too
+        outcome = await self.answer_batch(
+            questions, {"max_new_tokens": s.warmup_max_new_tokens}, record=False
+        )
         if outcome.results and all(r.finish == "error" for r in outcome.results):
             raise RuntimeError(
                 f"every warm-up item failed in the engine: {outcome.results[0].error}; "

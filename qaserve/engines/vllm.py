@@ -73,9 +73,14 @@ def speculative_config(settings: Settings) -> dict[str, Any] | None:
         "num_speculative_tokens": settings.spec_num_tokens,
     }
     if settings.spec_method == "ngram":
-        config.update(prompt_lookup_max=4, prompt_lookup_min=2)
+        config.update(
+            prompt_lookup_max=settings.spec_ngram_lookup_max,
+            prompt_lookup_min=settings.spec_ngram_lookup_min,
+        )
     if settings.spec_draft_model:
         config["model"] = settings.spec_draft_model
+    if settings.spec_disable_by_batch_size is not None:
+        config["disable_by_batch_size"] = settings.spec_disable_by_batch_size
     return config
 
 

@@ -33,7 +33,7 @@ from qaserve.server.schemas import (
     error_responses,
 )
 from qaserve.server.state import AppState, engine_alive, ready_service, unless_client_leaves
-from qaserve.settings import Settings, get_settings
+from qaserve.settings import Settings, environment_warnings, get_settings
 
 log = logging.getLogger(__name__)
 EngineFactory = Callable[[Settings, Path, Any], Engine]
@@ -90,6 +90,8 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     log.info("settings (non-default): %s", state.settings.non_defaults())
+    for line in environment_warnings():  # predecessor names not honoured as they were, typos
+        log.warning("%s", line)
     try:  # seconds, before the engine spends a minute failing on it with an obscure error
         state.model_dir = resolve_model_dir(state.settings)
         check_model_files(state.model_dir)
