@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "batch", "sequential", "concurrent")
 HELDOUT = ROOT / "data_heldout.jsonl"  # what the bundled demo model was not trained on
-DEFAULT_DOCX = {
-    "basic": ("data/basic.docx", "../shared/data/basic.docx"),
-    "bonus": ("data/plus.docx", "data/bonus.docx", "../shared/data/plus.docx"),
+DEFAULT_DOCX = {  # the predecessor kept its samples in the repository root
+    "basic": ("data/basic.docx", "basic.docx", "../shared/data/basic.docx"),
+    "bonus": ("data/plus.docx", "data/bonus.docx", "plus.docx", "../shared/data/plus.docx"),
 }
 GRADER_PREDICT_S = 360  # the grader's time limit for all POSTs together
 TOKENIZER_HELP = "count answer tokens with this model's tokenizer (default: MODEL_DIR)"
@@ -53,6 +53,7 @@ def evaluate(
     tokenizer_dir: Path | None = None,
     strip_q_suffix: bool = False,
     progress: bool = True,
+    sleep_s: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Ask the server every question; return (one record per question, summary)."""
     from qaserve.evaluation.scoring import grader_speed, mean, score_pairs
@@ -71,7 +72,7 @@ def evaluate(
         outcomes, post_seconds = _run_batch(endpoint, prompts, timeout_s)
     else:
         workers = max(1, concurrency) if mode == "concurrent" else 1
-        outcomes, post_seconds = _run_each(endpoint, prompts, timeout_s, workers, progress)
+        outcomes, post_seconds = _run_each(endpoint, prompts, timeout_s, workers, progress, sleep_s)
     wall_s = time.perf_counter() - wall_start
 
     answers = [answer for answer, _, _ in outcomes]
@@ -132,11 +133,22 @@ def _run_batch(endpoint: str, prompts: list[str], timeout_s: float) -> tuple[lis
 
 
 def _run_each(
-    endpoint: str, prompts: list[str], timeout_s: float, workers: int, progress: bool
+    endpoint: str,
+    prompts: list[str],
+    timeout_s: float,
+    workers: int,
+    progress: bool,
+    sleep_s: float = 0.0,
 ) -> tuple[list[Outcome], list[float]]:
     label = "sequential" if workers == 1 else f"{workers} clients"
     with _progress(progress, len(prompts), label) as tick:
-        results = http.predict_each(endpoint, prompts, timeout_s, workers, on_done=tick)
+
+        def done() -> None:
+            tick()
+            if sleep_s > 0:  # --sleep: a pause between requests, outside their timing
+                time.sleep(sleep_s)
+
+        results = http.predict_each(endpoint, prompts, timeout_s, workers, on_done=done)
     outcomes: list[Outcome] = [
         (answer, seconds, _describe(exc) if exc else None) for answer, seconds, exc in results
     ]
@@ -198,11 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mode", choices=MODES, default="auto", help="auto (default): batch if `GET /` says so")
     add("--batch", action="store_true", help="same as --mode batch")
     add("--concurrency", type=int, default=8, metavar="N", help="clients in --mode concurrent (8)")
-    add("--endpoint", default="http://127.0.0.1:8000", help="server URL (default: %(default)s)")
-    add("--health", action="store_true", help="check `GET /` once and exit")
+    add(
+        "--endpoint",
+        default="http://127.0.0.1:8000",
+        help="server URL (default: %(default)s; a trailing /predict is dropped)",
+    )
+    add(
+        "--health",
+        nargs="?",
+        const=True,
+        metavar="URL",
+        help="alone: check `GET /` once and exit; with a URL (the predecessor's form): "
+        "print what it answers once, then evaluate",
+    )
+    add("--sleep", type=float, default=0.0, metavar="S", help="pause between sequential requests")
     add("--wait", type=float, metavar="S", help="wait for readiness first (60; --health: 0)")
     add("--timeout", type=float, default=360.0, metavar="S", help="per-request timeout (360)")
-    add("--max_n", type=int, metavar="N", help="ask at most N questions (all sets together)")
+    add("--max_n", type=int, metavar="N", help="ask at most N questions (all sets; 0: all)")
     add("--dedupe", action="store_true", help="drop repeated questions")
     add("--shuffle", action="store_true", help="shuffle before --max_n")
     add("--seed", type=int, default=0, metavar="N", help="seed of --shuffle (0)")
@@ -244,7 +268,14 @@ def load_sets(args: argparse.Namespace) -> list[QA]:
             qas += [dataclasses.replace(qa, source=name) for qa in read_docx(path)]
         if not qas:
             raise FileNotFoundError("no question set found: pass --basic-docx or --questions")
-    return select(qas, dedupe=args.dedupe, max_n=args.max_n, shuffle=args.shuffle, seed=args.seed)
+    max_n = args.max_n or None  # 0: all of them, as the predecessor read it
+    return select(qas, dedupe=args.dedupe, max_n=max_n, shuffle=args.shuffle, seed=args.seed)
+
+
+def base_url(endpoint: str) -> str:
+    """The server's base URL: the predecessor's --endpoint named the /predict route itself."""
+    url = endpoint.rstrip("/")
+    return url[: -len("/predict")] if url.endswith("/predict") else url
 
 
 def server_info(endpoint: str) -> dict[str, Any]:
@@ -296,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     console = Console()
+    args.endpoint = base_url(args.endpoint)
     if args.compare:
         from qaserve.evaluation.compare import compare_runs, compare_table, load_records
 
@@ -305,7 +337,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
         console.print(compare_table(compare_runs(a, b)))
         return 0
-    if args.health:
+    if isinstance(args.health, str):  # the predecessor's --health URL: shown, then on
+        try:
+            console.print_json(data=http.health(args.health.rstrip("/")))
+        except http.ClientError as exc:
+            console.print(f"[yellow]health {escape(args.health)}: {escape(str(exc))}")
+    elif args.health:
         try:
             console.print_json(data=http.wait_ready(args.endpoint, args.wait or 0))
         except http.ClientError as exc:
@@ -352,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer_dir=tokenizer,
         strip_q_suffix=args.strip_q_suffix,
         progress=True,
+        sleep_s=args.sleep,
     )
     if (
         args.save_jsonl
