@@ -108,6 +108,12 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
     phases = [("model and tokenizer", time.monotonic())]
     engine = engine_factory(settings, state.model_dir, tokenizer)
     phases.append(("engine", time.monotonic()))
+    started_len = engine.info.details.get("max_model_len")
+    if isinstance(started_len, int) and started_len < settings.max_model_len:
+        log.warning(
+            "the engine started with max_model_len %d: prompts are fitted to it", started_len
+        )
+        settings = state.settings = settings.model_copy(update={"max_model_len": started_len})
     log.info("engine %s %s loaded %s", engine.info.name, engine.info.version, state.model_dir)
     builder = PromptBuilder(tokenizer, settings.chat_template)
     state.service = QAService(settings, engine, builder, state.metrics)
