@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from qaserve.engines.base import EngineInfo, GenParams, GenResult
 from qaserve.engines.replicas import engine_replicas
+from qaserve.modeltools.files import downloaded_dir
 from qaserve.settings import metax_present
 
 if TYPE_CHECKING:
@@ -83,6 +84,16 @@ def speculative_config(settings: Settings) -> dict[str, Any] | None:
         )
     if settings.spec_draft_model:
         config["model"] = settings.spec_draft_model
+    elif settings.spec_draft_model_id:  # its download, as download_model.py --draft_model_name
+        found = downloaded_dir(settings.model_cache_dir, settings.spec_draft_model_id)
+        if found is None:  # as the predecessor did: no draft, no speculation
+            log.warning(
+                "SPEC_DRAFT_MODEL_ID=%s: no download under %s; speculative decoding off",
+                settings.spec_draft_model_id,
+                settings.model_cache_dir,
+            )
+            return None
+        config["model"] = str(found)
     if settings.spec_disable_by_batch_size is not None:
         config["disable_by_batch_size"] = settings.spec_disable_by_batch_size
     return config

@@ -279,3 +279,20 @@ def test_shorten_trims_examples_and_caps_sentences() -> None:
     assert shorten("例如：只有例子。", True, 0) == "例如：只有例子。"
     code = "```c\nint a;\n```\n说明。再说明。"
     assert shorten(code, True, 1) == code
+
+
+def test_draft_model_by_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _env(
+        monkeypatch,
+        ENABLE_SPECULATIVE_DECODING="1",
+        SPEC_METHOD="draft",
+        SPEC_DRAFT_MODEL_ID="qa/draft",
+        MODEL_CACHE_DIR=str(tmp_path),
+    )
+    assert speculative_config(load_settings()) is None  # not downloaded: no speculation
+    draft = tmp_path / "qa" / "draft"
+    draft.mkdir(parents=True)
+    (draft / "config.json").write_text("{}")
+    (draft / "model.safetensors").write_bytes(b"")
+    config = speculative_config(load_settings())
+    assert config is not None and Path(config["model"]).resolve() == draft.resolve()
