@@ -313,4 +313,5 @@ def warmup_questions(count: int = 12, path: Path = PROJECT_DATA) -> list[str]:
     if not questions:
         return [FALLBACK_WARMUP[i % len(FALLBACK_WARMUP)] for i in range(count)]
     step = max(1, len(questions) // count)
-    return questions[::step][:count]
+    spread = questions[::step][:count]
+    return [spread[i % len(spread)] for i in range(count)]  # a batch of `count`, always

@@ -124,7 +124,7 @@ def test_invalid_regex_names_the_variable(monkeypatch: pytest.MonkeyPatch, varia
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("ENGINE_EXTRA_ARGS", "{bad"), ("STOP_STRINGS", "x")]
+    ("variable", "value"), [("ENGINE_EXTRA_ARGS", "{bad"), ("STOP_STRINGS", "[x")]
 )
 def test_invalid_json_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str

@@ -28,6 +28,8 @@ class BudgetRules:
     code: int
     code_pattern: str
     long_pattern: str
+    code_keywords: tuple[str, ...] = ()
+    long_keywords: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BudgetRules:
@@ -39,6 +41,8 @@ class BudgetRules:
             code=settings.code_max_new_tokens,
             code_pattern=settings.code_pattern,
             long_pattern=settings.long_pattern,
+            code_keywords=tuple(k.lower() for k in settings.code_question_keywords),
+            long_keywords=tuple(k.lower() for k in settings.long_answer_keywords),
         )
 
 
@@ -47,11 +51,18 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+def _matches(question: str, pattern: str, keywords: tuple[str, ...]) -> bool:
+    if pattern and _compiled(pattern).search(question):
+        return True
+    lowered = question.lower()
+    return any(k in lowered for k in keywords)  # the predecessor's comma lists: plain words
+
+
 def question_kind(question: str, rules: BudgetRules) -> QuestionKind:
     """`code` if the question asks for code, else `long` if it wants detail, else `short`."""
-    if rules.code_pattern and _compiled(rules.code_pattern).search(question):
+    if _matches(question, rules.code_pattern, rules.code_keywords):
         return "code"
-    if rules.long_pattern and _compiled(rules.long_pattern).search(question):
+    if _matches(question, rules.long_pattern, rules.long_keywords):
         return "long"
     return "short"
 

@@ -17,6 +17,8 @@ FENCE = "```"
 SPECIAL_TOKENS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>")
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_EXAMPLE = re.compile(r"(?:举例来说|举例|例如|比如)\s*[:：]")
+_SENTENCE_END = re.compile(r"(?<=[。！？；!?;\n])")
 _TRAILING_BLANKS = re.compile(r"[ \t]+(?=\n)")
 _BLANK_LINE_RUN = re.compile(r"\n{3,}")
 
@@ -65,3 +67,19 @@ def clean_answer(text: str, trim_whitespace: bool) -> str:
             break
         text = cleaned
     return trim(text) if trim_whitespace else text
+
+
+def shorten(text: str, trim_examples: bool, max_sentences: int) -> str:
+    """The predecessor's short-answer post-processing (OUTPUT_TRIM_EXAMPLES, OUTPUT_MAX_SENTENCES):
+    cut from the first "例如："-like phrase, keep the first `max_sentences` sentences (0: all).
+    Unlike the predecessor's, the sentences keep their punctuation and line breaks; answers
+    with a ``` fence are left alone."""
+    if FENCE in text:
+        return text
+    if trim_examples:
+        found = _EXAMPLE.search(text)
+        if found and text[: found.start()].strip():  # an answer that is only an example stays
+            text = text[: found.start()]
+    if max_sentences > 0:
+        text = "".join(_SENTENCE_END.split(text)[:max_sentences])
+    return text.strip()

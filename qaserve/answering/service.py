@@ -16,9 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from qaserve.answering.budget import BudgetRules, budget_for
-from qaserve.answering.cleanup import clean_answer
+from qaserve.answering.budget import BudgetRules, budget_for, question_kind
+from qaserve.answering.cleanup import clean_answer, shorten
 from qaserve.engines.base import Engine, GenParams, GenResult
+from qaserve.paths import PROJECT_DATA
 from qaserve.questions import warmup_questions
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ class QAService:
             repetition_penalty=settings.repetition_penalty,
             frequency_penalty=settings.frequency_penalty,
             presence_penalty=settings.presence_penalty,
-            stop=tuple(settings.stop_strings),
+            stop=tuple(settings.stop_strings)
+            + (("\n\n",) if settings.stop_on_double_newline else ()),
         )
 
     def params(self, budget: int, overrides: dict[str, Any]) -> GenParams:
@@ -132,17 +134,22 @@ class QAService:
         return prompts, [self.fitted(p, q.token_ids) for p, q in zip(params, prompts, strict=True)]
 
     async def answer_batch(
-        self, questions: list[str], overrides: dict[str, Any] | None = None, record: bool = True
+        self,
+        questions: list[str],
+        overrides: dict[str, Any] | None = None,
+        record: bool = True,
+        share: bool = True,
     ) -> BatchOutcome:
         """One answer per question, in order; `record=False` leaves the metrics and the batch
-        log line to the caller (`account`), e.g. until it knows the batch is answered."""
+        log line to the caller (`account`), e.g. until it knows the batch is answered;
+        `share=False` generates identical items apart (a warm-up at the grader's batch size)."""
         start = time.monotonic()
         overrides = overrides or {}
         outcome = BatchOutcome(answers=[""] * len(questions))
         live = [i for i, q in enumerate(questions) if q.strip()]  # blank question -> ""
         if live:
             with collector_paused(self.settings.gc_freeze):
-                await self._answer_live(questions, live, overrides, outcome, start)
+                await self._answer_live(questions, live, overrides, outcome, start, share)
         outcome.seconds = time.monotonic() - start
         outcome.empty = sum(1 for a in outcome.answers if not a)
         if record:
@@ -156,14 +163,17 @@ class QAService:
         overrides: dict[str, Any],
         outcome: BatchOutcome,
         start: float,
+        share: bool = True,
     ) -> None:
         prompts, params = await asyncio.to_thread(
             self.plan, [questions[i] for i in live], overrides
         )
-        if log.isEnabledFor(logging.DEBUG):
+        if self.settings.log_token_routing:
+            log.info("budgets: %s", dict(Counter(p.max_new_tokens for p in params)))
+        elif log.isEnabledFor(logging.DEBUG):
             log.debug("budgets: %s", [p.max_new_tokens for p in params])
         deadline = start + self.settings.predict_deadline_s
-        first = same_as(prompts, params) if self.settings.dedupe_questions else None
+        first = same_as(prompts, params) if share and self.settings.dedupe_questions else None
         distinct = sorted(set(first)) if first else list(range(len(prompts)))
         try:
             generated = await self.engine.generate(
@@ -176,7 +186,7 @@ class QAService:
         by_item = dict(zip(distinct, generated, strict=True))
         results = [by_item[first[i] if first else i] for i in range(len(prompts))]
         for i, prompt, result in zip(live, prompts, results, strict=True):
-            outcome.answers[i] = clean_answer(result.text, self.settings.trim_answers)
+            outcome.answers[i] = self.finish_answer(questions[i], result.text)
             outcome.truncated += prompt.truncated
             outcome.prompt_tokens += len(prompt.token_ids)
             outcome.failed += result.finish == "error"
@@ -184,6 +194,16 @@ class QAService:
         outcome.answer_tokens = sum(r.token_count for r in generated)  # generated, not copied
         outcome.results = results
         log_failures(generated)
+
+    def finish_answer(self, question: str, text: str) -> str:
+        """Cleanup, then (when asked) the short-answer post-processing of short questions."""
+        answer = clean_answer(text, self.settings.trim_answers)
+        s = self.settings
+        if (s.output_trim_examples or s.output_max_sentences) and (
+            question_kind(question, self.rules) == "short"
+        ):
+            answer = shorten(answer, s.output_trim_examples, s.output_max_sentences)
+        return answer
 
     def account(self, questions: list[str], outcome: BatchOutcome, malformed: int = 0) -> None:
         """Count an answered batch in the metrics and log its one INFO line."""
@@ -296,8 +316,13 @@ class QAService:
         no first-run costs. A warm-up whose every item the engine refused stops the start, with
         the engine's message: such a server would answer "" to every question."""
         start = time.monotonic()
-        questions = await asyncio.to_thread(warmup_questions)
-        outcome = await self.answer_batch(questions, {"max_new_tokens": 8}, record=False)
+        s = self.settings
+        path = s.warmup_data_path or PROJECT_DATA
+        questions = await asyncio.to_thread(warmup_questions, s.warmup_num_samples, path)
+        questions = questions * s.warmup_repeat  # one batch: the grader sends one too
+        outcome = await self.answer_batch(
+            questions, {"max_new_tokens": s.warmup_max_new_tokens}, record=False, share=False
+        )
         if outcome.results and all(r.finish == "error" for r in outcome.results):
             raise RuntimeError(
                 f"every warm-up item failed in the engine: {outcome.results[0].error}; "

@@ -6,12 +6,15 @@ feature-detected against the installed `AsyncEngineArgs`, never assumed.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import functools
 import itertools
+import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from qaserve.engines.base import EngineInfo, GenParams, GenResult
 from qaserve.engines.replicas import engine_replicas
+from qaserve.settings import metax_present
 
 if TYPE_CHECKING:
     from qaserve.settings import Settings
@@ -73,9 +77,14 @@ def speculative_config(settings: Settings) -> dict[str, Any] | None:
         "num_speculative_tokens": settings.spec_num_tokens,
     }
     if settings.spec_method == "ngram":
-        config.update(prompt_lookup_max=4, prompt_lookup_min=2)
-    if settings.spec_draft_model:
+        config.update(
+            prompt_lookup_max=settings.spec_ngram_lookup_max,
+            prompt_lookup_min=settings.spec_ngram_lookup_min,
+        )
+    if settings.spec_draft_model:  # SPEC_DRAFT_MODEL_ID resolved by the server (fit_draft)
         config["model"] = settings.spec_draft_model
+    if settings.spec_disable_by_batch_size is not None:
+        config["disable_by_batch_size"] = settings.spec_disable_by_batch_size
     return config
 
 
@@ -141,21 +150,136 @@ def _start(
     started are shut down and one engine starts with the whole share; otherwise the error goes
     on. Returns the engines and a note for /info ("" when all started)."""
     share = settings.gpu_memory_utilization / replicas
+    kwargs["gpu_memory_utilization"] = share
     engines: list[Any] = []
     try:
-        for _ in range(replicas):
-            args = args_cls(**{**kwargs, "gpu_memory_utilization": share})
-            engines.append(engine_cls.from_engine_args(args))
+        for i in range(replicas):
+            if i == 0:  # the first start finds what this vLLM needs; the others reuse it
+                engines.append(start_with_retries(engine_cls, args_cls, kwargs, metax_present()))
+            else:
+                engines.append(engine_cls.from_engine_args(args_cls(**kwargs)))
     except Exception as exc:
         for engine in engines:
             engine.shutdown()
         if not engines or settings.engine_replicas != "auto":
             raise
         log.warning("%d engines did not start (%s); starting one", replicas, exc)
+        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
         return _start(engine_cls, args_cls, kwargs, settings, 1)[0], (
             f"; {replicas} did not start: {exc}"
         )
     return engines, ""
+
+
+MAX_START_ATTEMPTS = 5
+_ESTIMATED_LEN = re.compile(r"estimated maximum model length is (\d+)")
+
+
+def start_with_retries(engine_cls: Any, args_cls: Any, kwargs: dict[str, Any], metax: bool) -> Any:
+    """One engine; on the engine errors the predecessor knew across vLLM versions, `kwargs` is
+    fixed in place and the start retried (compilation_config's other spelling, an unknown
+    load_format dropped, eager mode on MetaX, the context length vLLM says fits)."""
+    done: set[str] = set()  # each fix at most once
+    for attempt in range(1, MAX_START_ATTEMPTS + 1):
+        try:
+            return engine_cls.from_engine_args(args_cls(**kwargs))
+        except Exception as exc:
+            change = fix_for(exc, kwargs, metax, done)
+            if change is None or attempt == MAX_START_ATTEMPTS:
+                raise
+            log.warning("engine start failed (%s): retrying with %s", _first_line(exc), change)
+
+
+def fix_for(exc: BaseException, kwargs: dict[str, Any], metax: bool, done: set[str]) -> str | None:
+    """Apply the first known fix for `exc` not in `done` to `kwargs`; what changed, or None."""
+    text = " ".join(str(e) for e in _chain(exc))
+    config = kwargs.get("compilation_config")
+    compile_error = re.search(r"compilation.?config|json", text, re.IGNORECASE)
+    if config is not None and compile_error and "compilation" not in done:
+        done.add("compilation")
+        other = _other_spelling(config)
+        if other is not None:
+            kwargs["compilation_config"] = other
+            return f"compilation_config={other!r}"
+    if "load_format" in kwargs and re.search(r"load.?format", text, re.IGNORECASE):
+        return f"no load_format (was {kwargs.pop('load_format')!r})"
+    if metax and not kwargs.get("enforce_eager") and "eager" not in done:
+        done.add("eager")
+        kwargs["enforce_eager"] = True
+        return "enforce_eager=True (MetaX)"
+    found = _ESTIMATED_LEN.search(text)
+    if found and int(found.group(1)) < kwargs.get("max_model_len", 1 << 30):
+        kwargs["max_model_len"] = int(found.group(1))
+        return f"max_model_len={found.group(1)} (vLLM's estimate of what fits)"
+    return None
+
+
+def _other_spelling(config: Any) -> Any:
+    """compilation_config as the other form vLLM versions want: dict <-> JSON text (a
+    Python-literal string becomes a dict); None once both were tried."""
+    if isinstance(config, dict):
+        return json.dumps(config)
+    try:
+        return json.loads(config)
+    except (TypeError, ValueError):
+        pass
+    try:
+        value = ast.literal_eval(config)
+    except (ValueError, SyntaxError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+BLANK_DEVICE_VARS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "VLLM_DEVICE")
+
+
+def prepare_vendor_env(environ: Any = None, metax: bool | None = None) -> None:
+    """Before vLLM is imported: drop device variables cloud runtimes inject blank ("Device
+    string must not be empty"); on MetaX its vLLM's V1 engine, elsewhere no stray vendor
+    plugin (the MetaX image's vllm_metax plugin on an NVIDIA host)."""
+    env = os.environ if environ is None else environ
+    for name in BLANK_DEVICE_VARS:
+        if name in env and not env[name].strip():
+            del env[name]
+    if metax_present() if metax is None else metax:
+        env.setdefault("VLLM_USE_V1", "1")
+    elif _has_metax_plugin():
+        env.setdefault("VLLM_PLUGINS", "")
+
+
+def _has_metax_plugin() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm_metax") is not None
+
+
+def _check_speculative(config: dict[str, Any] | None) -> None:
+    """Drop speculative options this vLLM's SpeculativeConfig lacks, with a warning (its
+    batch-size gate went away in later releases)."""
+    if not config or "disable_by_batch_size" not in config:
+        return
+    try:
+        from vllm.config import SpeculativeConfig
+
+        fields = {f.name for f in dataclasses.fields(SpeculativeConfig)}
+    except (ImportError, TypeError):
+        fields = set()
+    if "disable_by_batch_size" not in fields:
+        config.pop("disable_by_batch_size")
+        log.warning("SPEC_DISABLE_BY_BATCH_SIZE: this vLLM has no such option; ignored")
 
 
 def _prepare_platform() -> None:
@@ -198,6 +322,7 @@ class VllmEngine:
     def load(
         cls, settings: Settings, model_dir: Path, stop_token_ids: list[int], tokenizer: Any = None
     ) -> VllmEngine:
+        prepare_vendor_env()
         import vllm
 
         _prepare_platform()
@@ -210,6 +335,7 @@ class VllmEngine:
 
         known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
         kwargs = engine_kwargs(settings, model_dir, known)
+        _check_speculative(kwargs.get("speculative_config"))
         replicas, why = engine_replicas(settings, model_dir)
         engines, fallback = _start(engine_cls, AsyncEngineArgs, kwargs, settings, replicas)
         info = EngineInfo(

@@ -38,9 +38,9 @@ from qaserve.settings import SettingsError, load_settings
 log = logging.getLogger(__name__)
 
 HELDOUT = ROOT / "data_heldout.jsonl"  # what the bundled demo model was not trained on
-DEFAULT_DOCX = {
-    "basic": ("data/basic.docx", "../shared/data/basic.docx"),
-    "bonus": ("data/plus.docx", "data/bonus.docx", "../shared/data/plus.docx"),
+DEFAULT_DOCX = {  # the predecessor kept its samples in the repository root
+    "basic": ("data/basic.docx", "basic.docx", "../shared/data/basic.docx"),
+    "bonus": ("data/plus.docx", "data/bonus.docx", "plus.docx", "../shared/data/plus.docx"),
 }
 GRADER_PREDICT_S = 360  # the grader's time limit for all POSTs together
 TOKENIZER_HELP = "count answer tokens with this model's tokenizer (default: MODEL_DIR)"
@@ -64,11 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mode", choices=MODES, default="auto", help="auto (default): batch if `GET /` says so")
     add("--batch", action="store_true", help="same as --mode batch")
     add("--concurrency", type=int, default=8, metavar="N", help="clients in --mode concurrent (8)")
-    add("--endpoint", default="http://127.0.0.1:8000", help="server URL (default: %(default)s)")
-    add("--health", action="store_true", help="check `GET /` once and exit")
+    add(
+        "--endpoint",
+        default="http://127.0.0.1:8000",
+        help="server URL (default: %(default)s; a trailing /predict is dropped)",
+    )
+    add(
+        "--health",
+        nargs="?",
+        const=True,
+        metavar="URL",
+        help="alone: check `GET /` once and exit; with a URL (the predecessor's form): "
+        "print what it answers once, then evaluate",
+    )
+    add("--sleep", type=float, default=0.0, metavar="S", help="pause between sequential requests")
     add("--wait", type=float, metavar="S", help="wait for readiness first (60; --health: 0)")
     add("--timeout", type=float, default=360.0, metavar="S", help="per-request timeout (360)")
-    add("--max_n", type=int, metavar="N", help="ask at most N questions (all sets together)")
+    add("--max_n", type=int, metavar="N", help="ask at most N questions (all sets; 0: all)")
     add("--dedupe", action="store_true", help="drop repeated questions")
     add("--shuffle", action="store_true", help="shuffle before --max_n")
     add("--seed", type=int, default=0, metavar="N", help="seed of --shuffle (0)")
@@ -108,7 +120,14 @@ def load_sets(args: argparse.Namespace) -> list[QA]:
             qas += [dataclasses.replace(qa, source=name) for qa in read_docx(path)]
         if not qas:
             raise FileNotFoundError("no question set found: pass --basic-docx or --questions")
-    return select(qas, dedupe=args.dedupe, max_n=args.max_n, shuffle=args.shuffle, seed=args.seed)
+    max_n = args.max_n or None  # 0: all of them, as the predecessor read it
+    return select(qas, dedupe=args.dedupe, max_n=max_n, shuffle=args.shuffle, seed=args.seed)
+
+
+def base_url(endpoint: str) -> str:
+    """The server's base URL: the predecessor's --endpoint named the /predict route itself."""
+    url = endpoint.rstrip("/")
+    return url[: -len("/predict")] if url.endswith("/predict") else url
 
 
 def _first_existing(candidates: tuple[str, ...]) -> Path | None:
@@ -146,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     console = Console()
+    args.endpoint = base_url(args.endpoint)
     if args.compare:
         try:
             a, b = (load_records(path) for path in args.compare)
@@ -153,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
         console.print(compare_table(compare_runs(a, b)))
         return 0
-    if args.health:
+    if isinstance(args.health, str):  # the predecessor's --health URL: shown, then on
+        try:
+            console.print_json(data=http.health(args.health.rstrip("/")))
+        except http.ClientError as exc:
+            console.print(f"[yellow]health {escape(args.health)}: {escape(str(exc))}")
+    elif args.health:
         try:
             console.print_json(data=http.wait_ready(args.endpoint, args.wait or 0))
         except http.ClientError as exc:
@@ -202,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             tokenizer_dir=tokenizer,
             strip_q_suffix=args.strip_q_suffix,
             progress=bar,
+            sleep_s=args.sleep,
         )
     if args.save_jsonl:  # the report takes both: `... report X.jsonl --summary X.summary.json`
         write_jsonl(records, args.save_jsonl, overwrite=args.overwrite_jsonl)

@@ -49,6 +49,7 @@ def evaluate(
     tokenizer_dir: Path | None = None,
     strip_q_suffix: bool = False,
     progress: Progress | None = None,
+    sleep_s: float = 0.0,
 ) -> tuple[list[dict[str, Any]], RunSummary]:
     """Ask the server every question; return (one record per question, summary). `progress`
     is told on this thread how far the run is (see `_asking`)."""
@@ -63,7 +64,7 @@ def evaluate(
     def ask(tick: Callable[[], None]) -> tuple[list[Outcome], list[float]]:
         if mode == "batch":
             return _run_batch(endpoint, prompts, timeout_s)
-        return _run_each(endpoint, prompts, timeout_s, workers, tick)
+        return _run_each(endpoint, prompts, timeout_s, workers, tick, sleep_s)
 
     wall_start = time.perf_counter()
     outcomes, post_seconds = _asking(ask, len(qas), progress)
@@ -164,9 +165,19 @@ def _run_batch(
 
 
 def _run_each(
-    endpoint: str, prompts: list[str], timeout_s: float, workers: int, tick: Callable[[], None]
+    endpoint: str,
+    prompts: list[str],
+    timeout_s: float,
+    workers: int,
+    tick: Callable[[], None],
+    sleep_s: float = 0.0,
 ) -> tuple[list[Outcome], list[float]]:
-    results = http.predict_each(endpoint, prompts, timeout_s, workers, on_done=tick)
+    def done() -> None:
+        tick()
+        if sleep_s > 0:  # --sleep: a pause between requests, outside their timing
+            time.sleep(sleep_s)
+
+    results = http.predict_each(endpoint, prompts, timeout_s, workers, on_done=done)
     outcomes: list[Outcome] = [
         (answer, seconds, _describe(exc) if exc else None) for answer, seconds, exc in results
     ]

@@ -169,6 +169,25 @@ def fit_context(settings: Settings, model_dir: Path) -> Settings:
     return settings.model_copy(update={"max_model_len": limit})
 
 
+def fit_draft(settings: Settings) -> Settings:
+    """SPEC_DRAFT_MODEL_ID as the directory its download left in MODEL_CACHE_DIR (as
+    `download_model.py --draft_model_name` does); not downloaded: speculation off, as the
+    predecessor did, with a warning."""
+    if not settings.enable_speculative_decoding or settings.spec_draft_model:
+        return settings
+    if not settings.spec_draft_model_id:
+        return settings
+    found = downloaded_dir(settings.model_cache_dir, settings.spec_draft_model_id)
+    if found is None:
+        log.warning(
+            "SPEC_DRAFT_MODEL_ID=%s: no download under %s; speculative decoding off",
+            settings.spec_draft_model_id,
+            settings.model_cache_dir,
+        )
+        return settings.model_copy(update={"enable_speculative_decoding": False})
+    return settings.model_copy(update={"spec_draft_model": str(found)})
+
+
 def check_model_files(path: Path) -> None:
     """Raise CorruptModelError naming each damaged file: a config.json that is not a JSON
     object, a safetensors file cut short (header or data), a shard its index lists but the

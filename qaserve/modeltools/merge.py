@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from qaserve.answering.prompts import PromptBuilder
+from qaserve.modeltools.sources import SourceError, add_predecessor_flags, resolve_predecessor_args
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 
 log = logging.getLogger(__name__)
@@ -349,9 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     # fmt: off
-    add("--base", required=True, help="base model: local directory or Hugging Face hub id")
-    add("--adapter", required=True, help="PEFT adapter: local directory or hub id")
-    add("--out", required=True, type=Path, help="directory to write the merged model to")
+    add("--base", help="base model: local directory or Hugging Face hub id")
+    add("--adapter", help="PEFT adapter: local directory or hub id")
+    add("--out", type=Path, help="directory to write the merged model to")
     add("--dtype", choices=DTYPES, default=None, help="weights dtype (default: the base's)")
     add("--overwrite", action="store_true", help="replace a non-empty output directory")
     add("--verify", action=argparse.BooleanOptionalAction, default=True,
@@ -364,21 +365,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="max relative logit difference, written model in its dtype (default: "
         + ", ".join(f"{k} {v:g}" for k, v in DTYPE_TOLERANCE.items()) + ")")
     # fmt: on
+    add_predecessor_flags(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     console = Console()
     try:
+        resolve_predecessor_args(args)
+        missing = [f"--{k}" for k in ("base", "adapter", "out") if not getattr(args, k)]
+        if missing:
+            parser.error(f"{', '.join(missing)} required (or the predecessor's flags)")
         report = merge_adapter(**vars(args))
     except VerificationError as exc:
         console.print(summary_table(exc.report))
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except MergeError as exc:
+    except (MergeError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if report.comparisons:

@@ -30,6 +30,7 @@ from qaserve.modeltools.files import (
     ModelNotFoundError,
     check_model_files,
     fit_context,
+    fit_draft,
     resolve_model_dir,
 )
 from qaserve.modeltools.smoke import SMOKE_MARKER
@@ -43,7 +44,7 @@ from qaserve.server.schemas import (
     error_responses,
 )
 from qaserve.server.state import AppState, engine_alive, ready_service, unless_client_leaves
-from qaserve.settings import Settings, get_settings
+from qaserve.settings import Settings, environment_warnings, get_settings
 
 log = logging.getLogger(__name__)
 EngineFactory = Callable[[Settings, Path, Any], Engine]
@@ -93,10 +94,12 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     log.info("settings (non-default): %s", state.settings.non_defaults())
+    for line in environment_warnings():  # predecessor names not honoured as they were, typos
+        log.warning("%s", line)
     try:  # seconds, before the engine spends a minute failing on it with an obscure error
         state.model_dir = resolve_model_dir(state.settings)
         check_model_files(state.model_dir)
-        state.settings = fit_context(state.settings, state.model_dir)
+        state.settings = fit_draft(fit_context(state.settings, state.model_dir))
     except ModelNotFoundError as exc:
         log.error("cannot serve: %s", exc)
         raise
@@ -107,6 +110,12 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
     phases = [("model and tokenizer", time.monotonic())]
     engine = engine_factory(settings, state.model_dir, tokenizer)
     phases.append(("engine", time.monotonic()))
+    started_len = engine.info.details.get("max_model_len")
+    if isinstance(started_len, int) and started_len < settings.max_model_len:
+        log.warning(
+            "the engine started with max_model_len %d: prompts are fitted to it", started_len
+        )
+        settings = state.settings = settings.model_copy(update={"max_model_len": started_len})
     log.info("engine %s %s loaded %s", engine.info.name, engine.info.version, state.model_dir)
     builder = PromptBuilder(tokenizer, settings.chat_template)
     state.service = QAService(settings, engine, builder, state.metrics)

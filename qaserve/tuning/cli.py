@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,7 +24,12 @@ from qaserve.evaluation.cli import build_parser as eval_parser
 from qaserve.evaluation.cli import load_sets
 from qaserve.logs import configure_logging
 from qaserve.questions import QA
-from qaserve.tuning.config import TuneConfig, add_config_flags, load_config
+from qaserve.tuning.config import (
+    TuneConfig,
+    add_config_flags,
+    load_config,
+    predecessor_warnings,
+)
 from qaserve.tuning.notify import summary_lines
 from qaserve.tuning.paths import Locked, Paths, storage
 from qaserve.tuning.report import write_report
@@ -97,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says more
     try:
         cfg = load_config(args)
+        for line in predecessor_warnings(os.environ):
+            logging.getLogger(__name__).warning("%s", line)
         if args.report:
             return report(cfg, args.report_dir)
         space = load_space(cfg.search_space_file)

@@ -13,10 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -37,7 +46,9 @@ class TuneConfig(BaseSettings):
     )
     out_dir: Path = _f(Path("tune_out"), "TUNE_OUT_DIR", "Parent of each study's output folder.")
     search_space_file: Path = _f(
-        Path("tune_space.json"), "TUNE_SEARCH_SPACE_FILE", "Search space file (JSON or YAML)."
+        Path("tune_space.json"),
+        "TUNE_SEARCH_SPACE_FILE|SEARCH_SPACE_FILE",
+        "Search space file (JSON or YAML).",
     )
     sampler: Literal["tpe", "random", "grid"] = _f("tpe", "TUNE_SAMPLER", "Optuna sampler.")
     seed: int = _f(0, "TUNE_SEED", "Sampler seed.")
@@ -65,23 +76,39 @@ class TuneConfig(BaseSettings):
     max_n: int | None = _f(None, "TUNE_MAX_N", "A fixed random subset of this many.", ge=1)
     port: int = _f(0, "TUNE_PORT", "Trial servers' port (0: a free one each).", ge=0, le=65535)
     port_wait: float | None = _f(None, "TUNE_PORT_WAIT", "Wait this long for a busy PORT.", ge=0)
-    kill_port_owner: bool = _f(False, "TUNE_KILL_PORT_OWNER", "Kill PORT's owner, don't wait.")
+    kill_port_owner: bool = _f(
+        False, "TUNE_KILL_PORT_OWNER|TUNE_PORT_BUSY_KILL", "Kill PORT's owner, don't wait."
+    )
     fail_streak: int = _f(3, "TUNE_FAIL_STREAK", "Notify after this many failures in a row.", ge=1)
     max_fail_streak: int = _f(8, "TUNE_MAX_FAIL_STREAK", "Give up after so many in a row.", ge=1)
     heartbeat_minutes: float = _f(
         60.0, "TUNE_HEARTBEAT_MINUTES", "Progress note every (0: off).", ge=0
     )
-    feishu_webhook: SecretStr | None = _f(None, "FEISHU_WEBHOOK|LARK_WEBHOOK", "Bot webhook URL.")
-    feishu_secret: SecretStr | None = _f(None, "FEISHU_SECRET|LARK_SECRET", "Bot signing secret.")
-    smtp_host: str | None = _f(None, "SMTP_HOST", "SMTP server for e-mail notifications.")
-    smtp_port: int | None = _f(None, "SMTP_PORT", "Default 465 (ssl), 587 (starttls), 25.", ge=1)
+    feishu_webhook: SecretStr | None = _f(
+        None, "FEISHU_WEBHOOK|LARK_WEBHOOK|TUNE_WEBHOOK_URL", "Bot webhook URL."
+    )
+    feishu_secret: SecretStr | None = _f(
+        None, "FEISHU_SECRET|LARK_SECRET|TUNE_FEISHU_SECRET", "Bot signing secret."
+    )
+    smtp_host: str | None = _f(
+        None, "SMTP_HOST|TUNE_SMTP_HOST", "SMTP server for e-mail notifications."
+    )
+    smtp_port: int | None = _f(
+        None, "SMTP_PORT|TUNE_SMTP_PORT", "Default 465 (ssl), 587 (starttls), 25.", ge=1
+    )
     smtp_security: Literal["ssl", "starttls", "none"] = _f(
         "ssl", "SMTP_SECURITY", "ssl (implicit TLS), starttls, or none (local relays only)."
     )
-    smtp_user: str | None = _f(None, "SMTP_USER", "SMTP login (none when unset).")
-    smtp_password: SecretStr | None = _f(None, "SMTP_PASSWORD", "SMTP password or app token.")
-    mail_from: str | None = _f(None, "MAIL_FROM", "Sender address (default: SMTP_USER).")
-    mail_to: Annotated[list[str], NoDecode] = _f([], "MAIL_TO", "Recipients, comma-separated.")
+    smtp_user: str | None = _f(None, "SMTP_USER|TUNE_SMTP_USER", "SMTP login (none when unset).")
+    smtp_password: SecretStr | None = _f(
+        None, "SMTP_PASSWORD|TUNE_SMTP_PASS", "SMTP password or app token."
+    )
+    mail_from: str | None = _f(
+        None, "MAIL_FROM|TUNE_SMTP_FROM", "Sender address (default: SMTP_USER)."
+    )
+    mail_to: Annotated[list[str], NoDecode] = _f(
+        [], "MAIL_TO|TUNE_SMTP_TO", "Recipients, comma-separated."
+    )
     notify_timeout: float = _f(15.0, "NOTIFY_TIMEOUT", "Seconds one notification may take.", gt=0)
 
     @field_validator("questions", "mail_to", mode="before")
@@ -91,6 +118,15 @@ class TuneConfig(BaseSettings):
         if isinstance(items, list) and all(isinstance(i, str) for i in items):
             return [part.strip() for item in items for part in item.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _predecessor(cls, data: Any) -> Any:
+        """The predecessor tuner's variables that need a translation (README: "Coming from
+        the predecessor toolkit"); ours, when set, win."""
+        if isinstance(data, dict):
+            return {**predecessor_values(os.environ, data), **data}
+        return data
 
     @field_validator("storage", "max_hours", "acc_drop", "max_n", "port_wait", mode="before")
     @classmethod
@@ -117,6 +153,42 @@ class TuneConfig(BaseSettings):
             if isinstance(getattr(self, name), SecretStr):
                 shown[name] = "***" if value else None
         return shown
+
+
+def predecessor_values(env: Mapping[str, str], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Field values from the predecessor's TUNE_SMTP_SSL/NO_STARTTLS, heartbeat seconds and
+    port-busy retries (a field given by its own variable or flag is left alone)."""
+    env = {k.upper(): v for k, v in env.items() if v.strip()}
+    mine = {k.upper() for k in given} | set(env)
+    out: dict[str, Any] = {}
+    if "SMTP_SECURITY" not in mine:
+        if env.get("TUNE_SMTP_SSL", "0") not in ("0", "false"):
+            out["SMTP_SECURITY"] = "ssl"
+        elif env.get("TUNE_SMTP_NO_STARTTLS", "0") not in ("0", "false"):
+            out["SMTP_SECURITY"] = "none"
+        elif env.get("TUNE_SMTP_PORT", env.get("SMTP_PORT")) == "587":  # its default: STARTTLS
+            out["SMTP_SECURITY"] = "starttls"
+    seconds = env.get("TUNE_HEARTBEAT_INTERVAL_S") or env.get("HEARTBEAT_INTERVAL_S")
+    if seconds and "TUNE_HEARTBEAT_MINUTES" not in mine:
+        out["TUNE_HEARTBEAT_MINUTES"] = str(float(seconds) / 60)
+    retries, wait = env.get("TUNE_PORT_BUSY_RETRIES"), env.get("TUNE_PORT_BUSY_WAIT_S")
+    if (retries or wait) and "TUNE_PORT_WAIT" not in mine:
+        out["TUNE_PORT_WAIT"] = str(float(retries or 3) * float(wait or 10))
+    return out
+
+
+def predecessor_warnings(env: Mapping[str, str]) -> list[str]:
+    """One line per predecessor tuner variable with no equivalent here."""
+    gone = {
+        "HEARTBEAT_TRIALS": "heartbeats are timed (TUNE_HEARTBEAT_MINUTES)",
+        "NOTIFY_TRIAL_DONE": "notes go out for new bests, failures, heartbeats and the end",
+        "NOTIFY_TRIAL_DONE_EVERY": "notes go out for new bests, failures, heartbeats and the end",
+        "TUNE_EMAIL_KINDS": "e-mail gets every kind of note the webhook gets",
+    }
+    lines = [f"{k}={env[k]} has no effect here: {why}" for k, why in gone.items() if env.get(k)]
+    if env.get("TUNE_WEBHOOK_KIND", "feishu").lower() != "feishu":
+        lines.append("TUNE_WEBHOOK_KIND: only Feishu/Lark webhooks are sent here")
+    return lines
 
 
 def variables(name: str) -> list[str]:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from qaserve.settings import Settings
+from qaserve.paths import REPO_ROOT
+from qaserve.settings import RENAMED, Settings
 from qaserve.settings_doc import env_value
 
 UNTUNABLE = {"host", "port"}  # the tuner picks the port; the server binds to loopback
@@ -128,7 +129,35 @@ def load_space(path: Path) -> SearchSpace:
     return parse_space(data, str(path))
 
 
+DEFAULT_SPACE = REPO_ROOT / "tune_space.json"
+# a flat file is the predecessor's: its budget names meant its routes (README: "Coming from ...")
+FLAT_NAMES = {**RENAMED, "MAX_NEW_TOKENS": "short_max_new_tokens"}
+
+
+def is_flat(data: Any) -> bool:
+    """The predecessor's `{"VAR": [values], ...}` file (no `params` object)."""
+    return (
+        isinstance(data, dict)
+        and "params" not in data
+        and bool(data)
+        and all(isinstance(v, list) for v in data.values())
+    )
+
+
+def merge_flat(data: dict[str, list[Any]], defaults: Path = DEFAULT_SPACE) -> dict[str, Any]:
+    """A flat file merged into the default space, as the predecessor merged it into its own:
+    its variables replace or extend the defaults' (predecessor names read as ours)."""
+    base = json.loads(defaults.read_text(encoding="utf-8"))
+    params = dict(base["params"])
+    for key, values in data.items():
+        name = FLAT_NAMES.get(str(key).upper(), str(key)).upper()
+        params[name] = values  # in the default's place (later `when`s may name it)
+    return {**base, "params": params}
+
+
 def parse_space(data: Any, source: str = "<space>") -> SearchSpace:
+    if is_flat(data):
+        data = merge_flat(data)
     if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
         raise SpaceError(f"{source}: expected an object with a `params` object")
     unknown = set(data) - {"params", "env", "description", "comment"}
@@ -215,6 +244,10 @@ def check_value(name: str, value: Any) -> None:
     info = Settings.model_fields[name.lower()]
     kind: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     adapter: TypeAdapter[Any] = TypeAdapter(kind)
+    if isinstance(value, str) and "list" in str(info.annotation):
+        # a list setting spelled as the environment may (JSON, or the predecessor's commas)
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else text.split(",")
     try:
         adapter.validate_python(value)
     except ValidationError as exc:

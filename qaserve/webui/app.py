@@ -98,15 +98,18 @@ def build_app(server_url: str = DEFAULT_SERVER_URL) -> gr.Blocks:
     return app
 
 
-def launch_options(host: str, port: int, auth: tuple[str, str] | None = None) -> dict[str, Any]:
-    """`launch()` keywords: local theme fonts and CSS, no share link, no Gradio link."""
+def launch_options(
+    host: str, port: int, auth: tuple[str, str] | None = None, share: bool = False
+) -> dict[str, Any]:
+    """`launch()` keywords: local theme fonts and CSS, no Gradio link, a public share link
+    only when asked (`--share`, the predecessor's WEBUI_SHARE=1)."""
     import gradio as gr
 
     theme = gr.themes.Default(font=list(SYSTEM_FONTS), font_mono=list(MONO_FONTS))
     return {
         "server_name": host,
         "server_port": port,
-        "share": False,
+        "share": share,
         "auth": auth,
         "theme": theme,
         "css": CSS,
@@ -137,8 +140,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     parser.add_argument(
         "--server-url",
         "--server_url",
-        default=env.get("WEBUI_SERVER_URL", DEFAULT_SERVER_URL),
-        help="the qaserve server (env WEBUI_SERVER_URL; default: %(default)s)",
+        default=env.get("WEBUI_SERVER_URL") or env.get("API_BASE_URL") or DEFAULT_SERVER_URL,
+        help="the qaserve server (env WEBUI_SERVER_URL, or the predecessor's API_BASE_URL; "
+        "default: %(default)s)",
+    )
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        default=env.get("WEBUI_SHARE", "0").strip().lower() in ("1", "true", "yes", "on"),
+        help="a public Gradio share link (env WEBUI_SHARE; needs the network; off)",
     )
     parser.add_argument(
         "--host",
@@ -173,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     app = build_app(args.server_url)
     log.info("web console for %s on http://%s:%d", args.server_url, args.host, args.port)
-    options = launch_options(args.host, args.port, args.auth)
+    if args.share:
+        log.warning(
+            "WEBUI_SHARE/--share: a public link reaches this console through Gradio's servers"
+        )
+    options = launch_options(args.host, args.port, args.auth, args.share)
     app.queue(default_concurrency_limit=16).launch(**options)
     return 0

@@ -231,7 +231,6 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys) -> None:
     questions = qa_file(tmp_path, ["a"])
     for argv, message in [
         (["--compare", "no-a.jsonl", "no-b.jsonl"], "no-a.jsonl"),
-        (["--questions", str(questions), "--max_n", "0"], "no questions"),
         (["--questions", str(tmp_path / "missing.jsonl")], "missing.jsonl"),
         (["--questions", str(questions), "--model_dir_for_tokenizer", "nowhere"], "nowhere"),
     ]:

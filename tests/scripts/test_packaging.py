@@ -2,7 +2,7 @@
 from the requirement files (their one home). Offline: the fresh venv sees this environment's
 packages through a .pth file, so pip finds every requirement installed and downloads nothing.
 
-pytest tests/tools/test_packaging.py -q
+pytest tests/scripts/test_packaging.py -q
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Batch-path levers on a fake engine: identical greedy items generated once (DEDUPE_QUESTIONS),
 the garbage collector frozen after start and paused during a batch (GC_FREEZE).
 
-pytest tests/api/test_api_batch_levers.py -q
+pytest tests/server/test_api_batch_levers.py -q
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from fastapi.testclient import TestClient
 from qaserve.engines.base import GenParams, GenResult
 from qaserve.server.app import create_app
 from qaserve.settings import load_settings
-from tests.api.conftest import ClientFactory
-from tests.api.fake_engine import FakeEngine, metric
+from tests.support.fake_engine import ClientFactory, FakeEngine, metric
 
 BATCH = [
     "什么是warp？",

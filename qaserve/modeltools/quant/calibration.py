@@ -6,7 +6,10 @@ chat template (questions and answers), sampled and cut to a token limit.
 
 Each input line is `{"messages": [{"role": "user", "content": ...},
 {"role": "assistant", "content": ...}]}` (a system turn is optional; rows without one get the
-server's system prompt, so calibration sees what the served model sees). Models without a chat
+server's system prompt, so calibration sees what the served model sees). The predecessor's
+`{"text": question}` rows (its calib_*.jsonl) are read as a question without an answer: the
+prompt up to the assistant's turn. `python -m qaserve.modeltools.quant.sample` writes such
+files from data.jsonl, as its sample_calib_from_data.py did. Models without a chat
 template are rendered as ChatML, as the server does (`qaserve.answering.prompts.PromptBuilder`).
 """
 
@@ -24,6 +27,7 @@ from qaserve.answering.prompts import PromptBuilder
 from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 
 log = logging.getLogger(__name__)
+TEXT_ROW = "_text_row"  # marks a message made from a {"text": ...} row
 
 ROLES = ("system", "user", "assistant")
 
@@ -61,7 +65,9 @@ def read_conversations(path: Path) -> Iterator[tuple[int, list[dict[str, str]]]]
             if not line.strip():
                 continue
             messages = _messages(line, f"{path}:{number}")
-            if any(m["role"] == "assistant" and m["content"].strip() for m in messages):
+            if _is_text_row(messages) or any(
+                m["role"] == "assistant" and m["content"].strip() for m in messages
+            ):
                 yield number, messages
             else:
                 skipped += 1
@@ -75,6 +81,8 @@ def _messages(line: str, where: str) -> list[dict[str, str]]:
     except json.JSONDecodeError as exc:
         raise CalibrationError(f"{where}: not JSON ({exc.msg})") from None
     messages = row.get("messages") if isinstance(row, dict) else None
+    if messages is None and isinstance(row, dict) and isinstance(row.get("text"), str):
+        return [{"role": "user", "content": row["text"], TEXT_ROW: "1"}]  # the predecessor's
     if not isinstance(messages, list) or not messages:
         raise CalibrationError(f'{where}: expected {{"messages": [...]}} with at least one turn')
     for message in messages:
@@ -89,9 +97,16 @@ def _messages(line: str, where: str) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+def _is_text_row(messages: list[dict[str, str]]) -> bool:
+    return any(TEXT_ROW in m for m in messages)
+
+
 def render(builder: Any, messages: list[dict[str, str]]) -> str:
     """The whole conversation as the model reads it, answer included, without a trailing
-    generation prompt. `builder` is a `qaserve.answering.prompts.PromptBuilder`."""
+    generation prompt (a `{"text": ...}` row: its prompt, ending with the generation prompt).
+    `builder` is a `qaserve.answering.prompts.PromptBuilder`."""
+    if _is_text_row(messages):
+        return str(builder.render([{"role": m["role"], "content": m["content"]} for m in messages]))
     if builder.use_template:
         safe = [{**m, "content": builder.defuse(m["content"])} for m in messages]
         text = builder.tokenizer.apply_chat_template(

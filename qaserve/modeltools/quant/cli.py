@@ -96,8 +96,13 @@ def verify_step(out: Path, model: str, prompts: int, max_new_tokens: int) -> int
     return _run_in(python, ["-m", "qaserve.modeltools.quant.verify", *args])
 
 
-def build_parser() -> Any:
+def build_parser(environ: Any = None) -> Any:
+    """Flags; the predecessor's AWQ_MODEL_DIR, AWQ_OUTPUT_DIR and AWQ_CALIB_JSONL are their
+    defaults (and its --model_dir/--output_dir spellings are kept)."""
     import argparse
+    import os
+
+    env = os.environ if environ is None else environ
 
     parser = argparse.ArgumentParser(
         description="Quantize a model with llm-compressor (AWQ W4A16, FP8 or INT8 W8A8) into "
@@ -109,13 +114,17 @@ def build_parser() -> Any:
     )
     add = parser.add_argument
     # fmt: off
-    add("--model", "--model_dir", "--model-dir", required=True,
-        help="model to quantize: local directory or Hugging Face hub id")
-    add("--out", type=Path, help="directory to write the quantized model to")
+    add("--model", "--model_dir", "--model-dir", required="AWQ_MODEL_DIR" not in env,
+        default=env.get("AWQ_MODEL_DIR"),
+        help="model to quantize: local directory or Hugging Face hub id (AWQ_MODEL_DIR)")
+    add("--out", "--output_dir", "--output-dir", type=Path,
+        default=Path(env["AWQ_OUTPUT_DIR"]) if env.get("AWQ_OUTPUT_DIR") else None,
+        help="directory to write the quantized model to (AWQ_OUTPUT_DIR)")
     add("--scheme", choices=tuple(SCHEMES), default="w4a16",
         help="; ".join(f"{k}: {v}" for k, v in SCHEMES.items()) + " (default w4a16)")
-    add("--data", type=Path, default=Path("data.jsonl"),
-        help='calibration rows, chat JSONL {"messages": [...]} (default data.jsonl)')
+    add("--data", type=Path, default=Path(env.get("AWQ_CALIB_JSONL") or "data.jsonl"),
+        help='calibration rows, chat JSONL {"messages": [...]} or {"text": question} '
+        "(AWQ_CALIB_JSONL; default data.jsonl)")
     add("--num-samples", "--num_samples", type=int, default=256,
         help="calibration conversations drawn from --data (default 256)")
     add("--max-seq-len", "--max_seq_len", type=int, default=1024,
@@ -127,6 +136,9 @@ def build_parser() -> Any:
         help="dtype of the unquantized parts (default: the model's; vLLM on CPU runs w4a16 "
         "in float16/bfloat16 only)")
     add("--overwrite", action="store_true", help="replace a non-empty output directory")
+    # the predecessor's: remote code is never run here (models are plain Qwen)
+    add("--trust_remote_code", "--no_trust_remote_code", action="store_true",
+        help=argparse.SUPPRESS)
     add("--write-calibration", "--write_calibration", type=Path, metavar="PATH",
         help="only write the rendered calibration samples to PATH (JSONL) and exit")
     add("--verify", action=argparse.BooleanOptionalAction, default=True,

@@ -130,7 +130,7 @@ def test_unusable_rows(
     assert "2 usable rows for 10 samples" in caplog.text
     cases = {
         "not json": "not JSON",
-        json.dumps({"text": "x"}): 'expected {"messages": [...]}',
+        json.dumps({"text": 5}): 'expected {"messages": [...]}',
         json.dumps({"messages": [{"role": "robot", "content": "x"}]}): "every message needs a role",
     }
     for line, message in cases.items():
