@@ -1,6 +1,6 @@
 """The study report's figures: accuracy with its 95 % interval, chars/s with its range over runs.
 
-pytest tests/tuning/test_report.py -q
+pytest tests/tuning/test_tuning_report.py -q
 """
 
 from __future__ import annotations
