@@ -1,6 +1,10 @@
-"""Compare two evaluation runs question by question: what got better, what got worse.
+"""Compare two evaluation runs question by question: what got better, what got worse, and
+whether the change in accuracy is more than noise.
 
 python -m qaserve.evaluation.compare runs/before.jsonl runs/after.jsonl
+
+The verdict is a paired bootstrap over the questions both runs asked: the 95 % interval of the
+mean per-question difference (B − A). It is "within noise" when that interval contains 0.
 """
 
 from __future__ import annotations
@@ -9,13 +13,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qaserve.evaluation.scoring import cjk_rouge_l, grader_rouge_l
+from qaserve.evaluation.scoring import bootstrap_interval, cjk_rouge_l, grader_rouge_l
 from qaserve.questions import jsonl_rows
 
 if TYPE_CHECKING:
     from rich.table import Table
 
 TOLERANCE = 1e-9
+METRICS = ("grader", "cjk")
+WITHIN_NOISE = "within noise"
+NO_PAIRS = "no question in both runs"
 
 
 def load_records(path: Path) -> list[dict]:
@@ -56,11 +63,25 @@ def _means(scores: list[tuple[float, float]]) -> dict[str, float]:
     }
 
 
+def _intervals(scores: list[tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    return {m: bootstrap_interval([s[i] for s in scores]) for i, m in enumerate(METRICS)}
+
+
+def verdict(interval: tuple[float, float]) -> str:
+    """What the 95 % interval of B − A says: within noise when it contains 0."""
+    low, high = interval
+    if low <= 0 <= high:
+        return WITHIN_NOISE
+    return "B better" if low > 0 else "A better"
+
+
 def compare_runs(a: list[dict], b: list[dict]) -> dict:
     """Match records by question text (then index) and report means, deltas and movers.
 
     `improved`/`worsened`/`unchanged` are judged on the grader score with tolerance 1e-9; each
     item holds both runs' scores and answers. `only_a`/`only_b` list unmatched questions.
+    `interval_a`/`interval_b`: each run's 95 % accuracy intervals; `delta_interval`: the paired
+    one of the matched questions' mean B − A, and `verdict` what it says, per metric.
     """
     ka, kb = _keyed(a), _keyed(b)
     sa = {k: _scores(r) for k, r in ka.items()}
@@ -90,12 +111,17 @@ def compare_runs(a: list[dict], b: list[dict]) -> dict:
     worsened = sorted(
         (i for i in items if i["delta_grader"] < -TOLERANCE), key=lambda i: i["delta_grader"]
     )
+    deltas = _intervals([(i["delta_grader"], i["delta_cjk"]) for i in items])
     return {
         "n_a": len(a),
         "n_b": len(b),
         "n_matched": len(items),
         "mean_a": _means(list(sa.values())),
         "mean_b": _means(list(sb.values())),
+        "interval_a": _intervals(list(sa.values())),
+        "interval_b": _intervals(list(sb.values())),
+        "delta_interval": deltas,
+        "verdict": {m: verdict(deltas[m]) if items else NO_PAIRS for m in METRICS},
         "matched_mean_a": _means([(i["grader_a"], i["cjk_a"]) for i in items]),
         "matched_mean_b": _means([(i["grader_b"], i["cjk_b"]) for i in items]),
         "items": items,
@@ -115,10 +141,17 @@ def compare_table(result: dict) -> Table:
     for name, justify in (("", "left"), ("A", "right"), ("B", "right"), ("B − A", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     table.add_row("questions", str(result["n_a"]), str(result["n_b"]), str(result["n_matched"]))
-    for label, key in (("all", "mean"), ("matched", "matched_mean")):
-        for metric in ("grader", "cjk"):
-            va, vb = result[f"{key}_a"][metric], result[f"{key}_b"][metric]
-            table.add_row(f"{metric} mean ({label})", f"{va:.4f}", f"{vb:.4f}", f"{vb - va:+.4f}")
+    for metric in METRICS:
+        va, vb = result["mean_a"][metric], result["mean_b"][metric]
+        cells = [_with(va, result["interval_a"][metric]), _with(vb, result["interval_b"][metric])]
+        table.add_row(f"{metric} mean (all, 95 %)", *cells, f"{vb - va:+.4f}")
+    for metric in METRICS:
+        va, vb = result["matched_mean_a"][metric], result["matched_mean_b"][metric]
+        low, high = result["delta_interval"][metric]
+        delta = f"{vb - va:+.4f} [{low:+.4f}, {high:+.4f}]"
+        table.add_row(f"{metric} mean (matched, paired 95 %)", f"{va:.4f}", f"{vb:.4f}", delta)
+    for metric in METRICS:
+        table.add_row(f"{metric} verdict", "", "", result["verdict"][metric])
     table.add_row(
         "improved / worsened / same",
         "",
@@ -127,6 +160,10 @@ def compare_table(result: dict) -> Table:
     )
     table.add_row("only in this run", str(len(result["only_a"])), str(len(result["only_b"])), "")
     return table
+
+
+def _with(value: float, interval: tuple[float, float]) -> str:
+    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
 
 
 def changes_table(result: dict, top: int = 10) -> Table:

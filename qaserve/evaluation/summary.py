@@ -5,6 +5,8 @@
 `eval_local.py --save-jsonl X.jsonl` writes `X.summary.json`, the web console's batch test a
 `summary.json`: both hold `RunSummary.as_dict()`. Files of other versions read back: fields they
 lack keep their defaults, keys unknown here are kept in `others` and written back unchanged.
+Each accuracy has its 95 % bootstrap interval over the questions (`*_lo`, `*_hi`; None in files
+written before the intervals were).
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qaserve.evaluation.scoring import grader_speed, mean
+from qaserve.evaluation.scoring import bootstrap_interval, grader_speed, mean
+
+SCORE_KEYS = {"grader": "rougeL_f1_raw", "cjk": "rougeL_f1_cjk"}  # accuracy: the record's field
 
 
 def record_score(record: dict[str, Any], key: str) -> float:
     """A record's score field as a number (0.0 where an older tool's record lacks it)."""
     value = record.get(key)
     return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def accuracies(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """accuracy_grader, accuracy_cjk and their bootstrap intervals (`_lo`, `_hi`)."""
+    out: dict[str, Any] = {}
+    for metric, key in SCORE_KEYS.items():
+        scores = [record_score(r, key) for r in records]
+        out[f"accuracy_{metric}"] = mean(scores)
+        out[f"accuracy_{metric}_lo"], out[f"accuracy_{metric}_hi"] = bootstrap_interval(scores)
+    return out
 
 
 @dataclass
@@ -34,6 +48,10 @@ class RunSummary:
     mode: str | None = None
     accuracy_grader: float = 0.0
     accuracy_cjk: float = 0.0
+    accuracy_grader_lo: float | None = None  # the 95 % bootstrap interval over the questions
+    accuracy_grader_hi: float | None = None
+    accuracy_cjk_lo: float | None = None
+    accuracy_cjk_hi: float | None = None
     chars: int = 0
     post_seconds: float | None = None  # Σ wall time of the POSTs: the grader's divisor
     chars_per_s: float | None = None
@@ -55,8 +73,7 @@ class RunSummary:
         """What the per-question records say: scores, characters, errors, empty answers."""
         return cls(
             n=len(records),
-            accuracy_grader=mean([record_score(r, "rougeL_f1_raw") for r in records]),
-            accuracy_cjk=mean([record_score(r, "rougeL_f1_cjk") for r in records]),
+            **accuracies(records),
             chars=sum(len(r.get("pred_raw") or "") for r in records),
             errors=sum(1 for r in records if r.get("error")),
             empty=sum(
@@ -94,6 +111,20 @@ class RunSummary:
             concurrency=concurrency,
             sets=dict(Counter(r["set"] for r in records)),
         )
+
+    def with_intervals(self, records: list[dict[str, Any]]) -> RunSummary:
+        """This summary, its missing accuracy intervals taken from the records (an older file)."""
+        if self.accuracy_grader_lo is not None or not records:
+            return self
+        found = accuracies(records)
+        return dataclasses.replace(
+            self, **{k: v for k, v in found.items() if k.endswith(("_lo", "_hi"))}
+        )
+
+    def interval(self, metric: str) -> tuple[float, float] | None:
+        """(low, high) of `accuracy_<metric>` ("grader" or "cjk"), None where not known."""
+        low, high = getattr(self, f"accuracy_{metric}_lo"), getattr(self, f"accuracy_{metric}_hi")
+        return None if low is None or high is None else (low, high)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object of summary.json: the fields in order, then the unknown keys."""

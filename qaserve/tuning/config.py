@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from qaserve.evaluation.scoring import GRADER_PASS_LINE
+
 
 def _f(default: Any, env: str, description: str, **constraints: Any) -> Any:
     """A field reading the variable(s) `env` ("A|B": either)."""
@@ -55,7 +57,9 @@ class TuneConfig(BaseSettings):
     n_trials: int = _f(40, "TUNE_N_TRIALS", "Trials in the whole study, over all runs.", ge=1)
     startup_trials: int = _f(8, "TUNE_STARTUP_TRIALS", "Random trials before TPE models.", ge=1)
     max_hours: float | None = _f(None, "TUNE_MAX_HOURS", "Stop this run after so long.", gt=0)
-    acc: float = _f(0.35, "ACC", "Constraint: grader accuracy at least this.", ge=0, le=1)
+    acc: float = _f(
+        GRADER_PASS_LINE, "ACC", "Constraint: grader accuracy at least this.", ge=0, le=1
+    )
     acc_drop: float | None = _f(
         None, "ACC_DROP", "Also: accuracy at most this below the reference's.", ge=0, le=1
     )

@@ -1,5 +1,7 @@
 """A study's report: optimisation history, parameter importances, accuracy vs speed with the
 accuracy limit, and a Markdown summary (best vs reference, the best settings, top trials, failures).
+Accuracy is shown with its 95 % bootstrap interval over the questions, chars/s with its range
+over the trial's EVAL_RUNS runs.
 
     python auto_tune.py --report          # writes OUT_DIR/STUDY/report/
 
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 MIN_IMPORTANCE_TRIALS = 3
 PLOTS = ("history.png", "importance.png", "accuracy_speed.png")
 TOP_N = 15
+SPREAD_NOTE = (
+    "(accuracy: 95 % bootstrap interval over the questions; chars/s: lowest–highest of the "
+    "trial's runs, shown where they differ)"
+)
 
 
 def write_report(study: Any, summary: Summary, out_dir: Path) -> list[Path]:
@@ -140,10 +146,12 @@ def _plot_scatter(summary: Summary, path: Path) -> None:
     done = [r for r in summary.rows if r["state"] == "COMPLETE" and r["duplicate_of"] is None]
     for feasible, label in ((True, "meets accuracy"), (False, "below accuracy")):
         rows = [r for r in done if r["feasible"] == feasible]
-        if rows:  # horizontal bars: the chars/s spread over the trial's runs
+        if rows:  # bars: chars/s over the trial's runs, accuracy's 95 % interval
             xs, ys = [r["chars_per_s"] for r in rows], [r["accuracy_grader"] for r in rows]
-            spread = [r["chars_per_s_std"] or 0.0 for r in rows]
-            ax.errorbar(xs, ys, xerr=spread, fmt="o" if feasible else "x", capsize=3, label=label)
+            xerr = _errors(xs, [_speed_range(r) for r in rows])
+            yerr = _errors(ys, [_interval(r) for r in rows])
+            style = "o" if feasible else "x"
+            ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=style, capsize=3, label=label)
     for r in done:
         point = (r["chars_per_s"], r["accuracy_grader"])
         ax.annotate(str(r["trial"]), point, xytext=(5, 5), textcoords="offset points", size=8)
@@ -166,6 +174,40 @@ def _plot_scatter(summary: Summary, path: Path) -> None:
     fig.savefig(path)
 
 
+def _speed_range(row: dict[str, Any]) -> tuple[float, float] | None:
+    """chars/s (min, max) over the runs; ± the std for trials stored before the range was."""
+    low, high = row.get("chars_per_s_min"), row.get("chars_per_s_max")
+    if low is not None and high is not None:
+        return low, high
+    std = row.get("chars_per_s_std")
+    return (row["chars_per_s"] - std, row["chars_per_s"] + std) if std else None
+
+
+def _interval(row: dict[str, Any]) -> tuple[float, float] | None:
+    low, high = row.get("accuracy_grader_lo"), row.get("accuracy_grader_hi")
+    return None if low is None or high is None else (low, high)
+
+
+def _errors(values: list[float], spans: list[tuple[float, float] | None]) -> list[list[float]]:
+    """matplotlib's asymmetric error bars (below, above); 0 where a span is not known."""
+    pairs = [(v - s[0], s[1] - v) if s else (0.0, 0.0) for v, s in zip(values, spans, strict=True)]
+    return [[max(0.0, p[0]) for p in pairs], [max(0.0, p[1]) for p in pairs]]
+
+
+def accuracy_cell(row: dict[str, Any]) -> str:
+    """Grader accuracy with its 95 % interval: `0.4123 [0.3911, 0.4340]`."""
+    span = _interval(row)
+    text = f"{row['accuracy_grader']:.4f}"
+    return text + (f" [{span[0]:.4f}, {span[1]:.4f}]" if span else "")
+
+
+def speed_cell(row: dict[str, Any]) -> str:
+    """chars/s with its range over the runs where they differ: `1234.5 (1201.0–1260.2)`."""
+    low, high = row.get("chars_per_s_min"), row.get("chars_per_s_max")
+    text = f"{row['chars_per_s']:.1f}"
+    return text + (f" ({low:.1f}–{high:.1f})" if low is not None and high != low else "")
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     def cell(value: Any) -> str:
         text = f"{value:.4g}" if isinstance(value, float) else str("" if value is None else value)
@@ -173,6 +215,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+
+
+def _figures(name: str, row: dict[str, Any]) -> list[Any]:
+    cells = [speed_cell(row), accuracy_cell(row), row["accuracy_cjk"], row["tokens_per_s"]]
+    return [name, row["trial"], *cells]
 
 
 def _markdown(summary: Summary, found: dict[str, dict[str, float]], note: str | None) -> str:
@@ -186,17 +233,10 @@ def _markdown(summary: Summary, found: dict[str, dict[str, float]], note: str | 
         "## Best vs reference",
         "",
     ]
-    keys = [
-        "trial",
-        "chars_per_s",
-        "chars_per_s_std",
-        "accuracy_grader",
-        "accuracy_cjk",
-        "tokens_per_s",
-    ]
+    header = ["", "trial", "chars/s (runs' range)", "accuracy [95 %]", "cjk", "tokens/s"]
     picked = [("reference", ref), ("best", best)]
-    out += _table(["", *keys], [[name, *[row[k] for k in keys]] for name, row in picked if row])
-    out += ["", gain_line(summary.improvement()), ""]
+    out += _table(header, [_figures(name, row) for name, row in picked if row])
+    out += ["", SPREAD_NOTE, "", gain_line(summary.improvement()), ""]
     if best:
         out += ["Best settings (`best.env` beside `best_params.json`):", "", "```"]
         out += [changes(best["env"]), "```", ""]
@@ -217,10 +257,10 @@ def _markdown(summary: Summary, found: dict[str, dict[str, float]], note: str | 
     feasible = [r for r in summary.rows if r["feasible"] and r["duplicate_of"] is None]
     top = sorted(feasible, key=lambda r: -r["chars_per_s"])
     rows = [
-        [r["trial"], r["chars_per_s"], r["accuracy_grader"], r["accuracy_cjk"], changes(r["env"])]
+        [r["trial"], speed_cell(r), accuracy_cell(r), r["accuracy_cjk"], changes(r["env"])]
         for r in top[:TOP_N]
     ]
-    out += _table(["trial", "chars/s", "accuracy", "cjk", "settings"], rows)
+    out += _table(["trial", "chars/s", "accuracy [95 %]", "cjk", "settings"], rows)
     failed = [r for r in summary.rows if r["state"] == "FAIL"]
     out += ["", "## Failed and interrupted trials", ""]
     rows = [

@@ -148,6 +148,10 @@ RUN_KEYS = (  # the RunSummary fields each run keeps in the study
     "mode",
     "accuracy_grader",
     "accuracy_cjk",
+    "accuracy_grader_lo",
+    "accuracy_grader_hi",
+    "accuracy_cjk_lo",
+    "accuracy_cjk_hi",
     "chars",
     "post_seconds",
     "chars_per_s",
@@ -159,7 +163,9 @@ RUN_KEYS = (  # the RunSummary fields each run keeps in the study
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean (and spread, over runs) of each figure the objective and the report use."""
+    """Mean (and spread, over runs) of each figure the objective and the report use; the bounds
+    of each accuracy's 95 % interval over the questions are averaged over the runs (greedy runs
+    answer alike: they agree), None for runs stored before the intervals were."""
     out: dict[str, Any] = {"runs": len(runs)}
     for key in ("accuracy_grader", "accuracy_cjk", "chars_per_s", "tokens_per_s", "post_seconds"):
         values = [float(r[key]) for r in runs if r.get(key) is not None]
@@ -167,6 +173,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         if key == "chars_per_s" and values:
             out["chars_per_s_min"], out["chars_per_s_max"] = min(values), max(values)
+    for key in ("accuracy_grader_lo", "accuracy_grader_hi", "accuracy_cjk_lo", "accuracy_cjk_hi"):
+        values = [float(r[key]) for r in runs if r.get(key) is not None]
+        out[key] = statistics.fmean(values) if len(values) == len(runs) and values else None
     out["empty"] = max((int(r.get("empty") or 0) for r in runs), default=0)
     out["n"] = runs[0]["n"] if runs else 0
     return out

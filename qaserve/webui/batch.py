@@ -104,14 +104,20 @@ def write_outputs(
     return {"jsonl": jsonl, "summary": summary_path, **{p.name: p for p in paths}}
 
 
+def _ci(summary: RunSummary, metric: str) -> str:
+    interval = summary.interval(metric)
+    return f" (95 % CI {interval[0]:.4f}–{interval[1]:.4f})" if interval else ""
+
+
 def summary_markdown(summary: RunSummary) -> str:
     """The grader's two numbers first, then the CJK-aware score and what else went on."""
+    grader = f"**{summary.accuracy_grader:.4f}**{_ci(summary, 'grader')}"
     lines = [
         "| figure | value |",
         "|---|---|",
-        f"| **accuracy (grader RougeL)** | **{summary.accuracy_grader:.4f}** |",
+        f"| **accuracy (grader RougeL)** | {grader} |",
         f"| **speed (grader, chars/s)** | **{summary.chars_per_s or 0.0:,.1f}** |",
-        f"| CJK-aware RougeL | {summary.accuracy_cjk:.4f} |",
+        f"| CJK-aware RougeL | {summary.accuracy_cjk:.4f}{_ci(summary, 'cjk')} |",
         f"| questions | {summary.n} ({summary.mode or '?'} mode, {summary.posts or 0} POSTs) |",
         f"| answer characters | {summary.chars:,} |",
         f"| POST time (s) | {summary.post_seconds or 0.0:,.2f} |",

@@ -237,7 +237,7 @@ def run_batch_tab(
         progress(1.0, desc="writing the report")
     out = write_outputs(records, summary, Path(tempfile.mkdtemp(prefix="qaserve-webui-")))
     log.info("batch test of %d questions: %s", len(qas), json.dumps(summary.as_dict()))
-    plots = [str(out[name]) for name in ("scores_hist.png", "score_vs_length.png", "time.png")]
+    plots = [str(path) for name, path in out.items() if name.endswith(".png")]  # those drawn
     files = [str(out[k]) for k in ("jsonl", "summary", "report.html", "report.md")]
     button = gr.DownloadButton(value=str(out["jsonl"]), visible=True)
     return (

@@ -6,6 +6,7 @@ pytest -q tests/evaluation/test_compare.py
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from qaserve.evaluation.compare import (
     compare_table,
     load_records,
     main,
+    verdict,
 )
 
 
@@ -69,6 +71,7 @@ def test_missing_scores_are_computed_from_ref_and_pred() -> None:
 def test_empty_runs() -> None:
     result = compare_runs([], [])
     assert result["n_matched"] == 0 and result["mean_a"]["grader"] == 0.0
+    assert result["verdict"]["grader"] == "no question in both runs"
 
 
 def test_tables_render() -> None:
@@ -89,3 +92,61 @@ def test_load_records_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     (tmp_path / "bad.jsonl").write_text("{}\n{oops\n")
     with pytest.raises(ValueError, match="bad.jsonl:2"):
         load_records(tmp_path / "bad.jsonl")
+
+
+def score(rng: random.Random) -> float:
+    return 0.0 if rng.random() < 0.3 else rng.random()  # grader-like: many zeros
+
+
+def run(n: int, shift: float = 0.0, changed: float = 0.0, seed: int = 0) -> list[dict[str, Any]]:
+    """n questions with seeded grader-like scores; a share `changed` of them answered anew (a
+    score drawn from the same distribution), then every score moved by `shift`."""
+    base, other = random.Random(1), random.Random(seed)
+    rows = []
+    for i in range(n):
+        value = score(base)
+        if other.random() < changed:
+            value = score(other)
+        value = min(1.0, max(0.0, value + shift))
+        rows.append(rec(i, f"Q{i}", value, value))
+    return rows
+
+
+def test_identical_ish_runs_are_within_noise() -> None:
+    same = compare_runs(run(300), run(300))
+    assert same["delta_interval"]["grader"] == (0.0, 0.0)
+    assert same["verdict"] == {"grader": "within noise", "cjk": "within noise"}
+    rerun = compare_runs(run(300), run(300, changed=0.2, seed=2))  # another answer to 1 in 5
+    low, high = rerun["delta_interval"]["grader"]
+    assert low < 0 < high and rerun["verdict"]["grader"] == "within noise"
+
+
+def test_clearly_different_runs_say_which_is_better() -> None:
+    better = compare_runs(run(300), run(300, shift=0.05, changed=0.2, seed=3))
+    assert better["delta_interval"]["grader"][0] > 0
+    assert better["verdict"] == {"grader": "B better", "cjk": "B better"}
+    worse = compare_runs(run(300, shift=0.05), run(300))
+    assert worse["verdict"]["grader"] == "A better"
+    # a gain on few questions, most answered anew: not shown to be real
+    few = compare_runs(run(12), run(12, shift=0.05, changed=0.8, seed=3))
+    assert few["verdict"]["grader"] == "within noise"
+
+
+def test_each_runs_interval_contains_its_mean() -> None:
+    result = compare_runs(run(100), run(80, shift=0.1))
+    for side in ("a", "b"):
+        for metric in ("grader", "cjk"):
+            low, high = result[f"interval_{side}"][metric]
+            assert low <= result[f"mean_{side}"][metric] <= high and low < high
+    assert verdict((-0.01, 0.02)) == "within noise" and verdict((0.0, 0.0)) == "within noise"
+    assert verdict((0.001, 0.02)) == "B better" and verdict((-0.03, -0.001)) == "A better"
+
+
+def test_the_table_shows_intervals_and_the_verdict() -> None:
+    console = Console(width=160, record=True)
+    console.print(compare_table(compare_runs(run(200), run(200, shift=0.1))))
+    text = console.export_text()
+    assert "grader verdict" in text and "B better" in text and "paired 95 %" in text
+    console = Console(width=160, record=True)
+    console.print(compare_table(compare_runs(run(200), run(200))))
+    assert "within noise" in console.export_text()

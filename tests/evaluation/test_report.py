@@ -11,10 +11,10 @@ from typing import Any
 
 from rich.console import Console
 
-from qaserve.evaluation.report import _time_fields, main, summary_table, write_report
+from qaserve.evaluation.report import PLOTS, main, summary_table, write_report
 from qaserve.evaluation.summary import RunSummary
 
-PNGS = ("scores_hist.png", "score_vs_length.png", "time.png")
+PNGS = (*PLOTS, "latency.png")  # one set, sequential
 
 
 def make_records(n: int = 25, batch: bool = False) -> list[dict[str, Any]]:
@@ -66,8 +66,8 @@ def test_write_report_writes_all_files(tmp_path: Path) -> None:
         data = (tmp_path / "rep" / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000
     page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
-    for name in PNGS:
-        assert f"src='{name}'" in page
+    assert page.count("<img src='data:image/png;base64,") == len(PNGS)  # one file, plots inside
+    assert ".png" not in page
     assert "http" not in page.replace("http://127.0.0.1:8000/predict", "")  # no CDN
     assert "<b>" not in page and "&lt;b&gt;" in page  # question text is escaped
     md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
@@ -91,10 +91,55 @@ def test_worst_and_best_sections(tmp_path: Path) -> None:
 def test_batch_mode_and_tiny_runs(tmp_path: Path) -> None:
     records = make_records(1, batch=True)
     summary = make_summary(records, mode="batch") | {"wait_seconds": 3.0}
-    write_report(records, RunSummary.from_dict(summary), tmp_path / "one")
-    assert (tmp_path / "one" / "time.png").stat().st_size > 1000
+    paths = write_report(records, RunSummary.from_dict(summary), tmp_path / "one")
+    assert {p.name for p in paths} == {"report.md", "report.html", *PLOTS}
     paths = write_report([], RunSummary(), tmp_path / "none")
     assert all(p.exists() for p in paths)
+
+
+def test_plots_drawn_only_where_they_answer_something(tmp_path: Path) -> None:
+    records = make_records(40, batch=True)
+    for r in records[:15]:
+        r["set"] = "bonus"
+    summary = RunSummary.from_dict(make_summary(records, mode="batch"))
+    (tmp_path / "time.png").write_bytes(b"stale")  # an earlier version's plot
+    (tmp_path / "latency.png").write_bytes(b"stale")  # an earlier sequential run's
+    paths = write_report(records, summary, tmp_path)
+    pngs = {p.name for p in paths if p.suffix == ".png"}
+    assert pngs == {*PLOTS, "sets.png"}  # two sets; batch: no latency, no two equal bars
+    assert {p.name for p in tmp_path.glob("*.png")} == pngs
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "](sets.png)" in md and "latency" not in md
+    records = make_records(40)
+    for mode in ("sequential", "concurrent"):  # latencies vary: their histogram is drawn
+        summary = RunSummary.from_dict(make_summary(records, mode=mode))
+        assert "latency.png" in {p.name for p in write_report(records, summary, tmp_path / mode)}
+
+
+def test_accuracy_intervals_in_every_table(tmp_path: Path) -> None:
+    records = make_records(40)
+    summary = RunSummary.from_records(records)
+    for metric in ("grader", "cjk"):
+        low, high = summary.interval(metric) or (1.0, 0.0)
+        assert low <= getattr(summary, f"accuracy_{metric}") <= high and low < high
+    write_report(records, summary, tmp_path)
+    low, high = summary.interval("grader") or (0, 0)
+    shown = f"accuracy_grader | {summary.accuracy_grader:.4f} (95 % CI {low:.4f}–{high:.4f}) |"
+    assert shown in (tmp_path / "report.md").read_text(encoding="utf-8")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"{low:.4f}–{high:.4f}" in page and "accuracy_grader_lo" not in page
+    console = Console(width=120, record=True)
+    console.print(summary_table(summary))
+    assert f"{low:.4f}–{high:.4f}" in console.export_text()
+
+
+def test_a_summary_without_intervals_takes_the_records(tmp_path: Path) -> None:
+    records = make_records(30)
+    old = RunSummary.from_dict(make_summary(records))  # a file written before the intervals
+    assert old.interval("grader") is None
+    write_report(records, old, tmp_path)
+    low, high = RunSummary.from_records(records).interval("cjk") or (0, 0)
+    assert f"(95 % CI {low:.4f}–{high:.4f})" in (tmp_path / "report.md").read_text("utf-8")
 
 
 def test_summary_table_lists_every_field() -> None:
@@ -116,16 +161,12 @@ def test_cli_rebuilds_a_report_from_jsonl(tmp_path: Path) -> None:
     assert RunSummary.from_records(records).empty == 0  # the one "" failed: an error
 
 
-def test_time_fields_are_seconds_not_rates() -> None:
-    summary = make_summary([]) | {"wall_s": 4.0, "wait_seconds": 1, "ok_s": True}
-    assert _time_fields(summary) == {"post_seconds": 2.5, "wall_s": 4.0, "wait_seconds": 1.0}
-
-
 def test_summary_files_of_other_versions_read_back(tmp_path: Path) -> None:
     old = make_summary([]) | {"wait_seconds": 3.0}  # no posts/wall_s yet; a key unknown here
     (tmp_path / "old.json").write_text(json.dumps(old), encoding="utf-8")
     summary = RunSummary.read(tmp_path / "old.json")
     assert summary.chars_per_s == 493.6 and summary.wall_s is None
+    assert summary.accuracy_grader_lo is None and summary.interval("cjk") is None
     assert summary.others == {"wait_seconds": 3.0}
     summary.write(tmp_path / "again.json")
     again = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))

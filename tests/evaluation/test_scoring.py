@@ -1,16 +1,20 @@
-"""The grader's metric reproduced exactly, the CJK-aware RougeL, speed.
+"""The grader's metric reproduced exactly, the CJK-aware RougeL, speed, bootstrap intervals.
 
 pytest -q tests/evaluation/test_scoring.py
 """
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qaserve.evaluation import scoring
 from qaserve.evaluation.scoring import (
     Speed,
+    bootstrap_interval,
     cjk_rouge_l,
     cjk_tokens,
     grader_rouge_l,
@@ -133,3 +137,39 @@ def test_cli_prints_both_scores(capsys: pytest.CaptureFixture[str]) -> None:
     main(["a b c d", "a c d e"])
     out = capsys.readouterr().out
     assert "grader RougeL F1: 0.7500" in out and "CJK RougeL F1:    0.7500" in out
+
+
+def scores(n: int, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)  # grader-like: many zeros, the rest spread over (0, 1]
+    return [0.0 if rng.random() < 0.3 else rng.random() for _ in range(n)]
+
+
+@pytest.mark.parametrize("n", [2, 5, 40, 650])
+def test_bootstrap_interval_contains_the_mean(n: int) -> None:
+    values = scores(n)
+    low, high = bootstrap_interval(values)
+    assert low <= mean(values) <= high and low < high
+
+
+def test_bootstrap_interval_is_deterministic_with_its_seed() -> None:
+    values = scores(300)
+    assert bootstrap_interval(values) == bootstrap_interval(list(values))
+    assert bootstrap_interval(values, seed=7) == bootstrap_interval(values, seed=7)
+    assert bootstrap_interval(values, seed=7) != bootstrap_interval(values)
+
+
+def test_bootstrap_interval_narrows_with_more_questions() -> None:
+    widths = [(lambda lo_hi: lo_hi[1] - lo_hi[0])(bootstrap_interval(scores(n))) for n in (30, 300)]
+    assert widths[1] < widths[0] / 2  # about 1/sqrt(10) as wide
+    low, high = bootstrap_interval(scores(300), level=0.5)
+    assert high - low < widths[1]  # a lower level: a narrower interval
+
+
+def test_bootstrap_interval_edge_cases(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert bootstrap_interval([]) == (0.0, 0.0)
+    assert bootstrap_interval([0.3] * 50) == (0.3, 0.3)
+    assert bootstrap_interval([0.0, 1.0]) == (0.0, 1.0)
+    values = scores(500)  # drawn in chunks: the same interval whatever the chunk size
+    whole = bootstrap_interval(values)
+    monkeypatch.setattr(scoring, "BOOTSTRAP_CELLS", 7 * 500)
+    assert bootstrap_interval(values) == whole

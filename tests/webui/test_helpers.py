@@ -245,7 +245,8 @@ def test_batch_mode_is_one_post_with_progress() -> None:
     assert calls and "one POST /predict with 3 questions" in calls[0][1]
     assert records[1]["rougeL_f1_raw"] == pytest.approx(1.0)
     assert len(table_rows(records)) == 3
-    assert "**accuracy (grader RougeL)**" in summary_markdown(summary)
+    shown = summary_markdown(summary)
+    assert "**accuracy (grader RougeL)**" in shown and shown.count("(95 % CI ") == 2
 
 
 # --- entry points --------------------------------------------------------------------------
