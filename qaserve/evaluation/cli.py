@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if tokenizer is None and has_tokenizer(served):
         tokenizer = served  # the server's own model, on this machine
     mode = resolve_mode(args.endpoint, "batch" if args.batch else args.mode)
-    with _progress_bar(mode, args.concurrency) as bar:
+    with _progress_bar(mode, args.concurrency, len(qas), args.timeout) as bar:
         records, summary = evaluate(
             qas,
             endpoint=args.endpoint,
@@ -272,14 +272,23 @@ def _show(console: Any, args: argparse.Namespace, records: list[dict], summary: 
 
 
 @contextmanager
-def _progress_bar(mode: str, concurrency: int) -> Iterator[Progress | None]:
-    """The terminal's progress bar of one-by-one questions (a batch is one POST: no bar)."""
-    if mode == "batch":
-        yield None
-        return
+def _progress_bar(
+    mode: str, concurrency: int, questions: int, timeout_s: float
+) -> Iterator[Progress | None]:
+    """The terminal's progress: questions answered one by one, or for a batch (one POST that
+    can take minutes) the seconds it has run against its timeout, on stderr."""
     from rich.console import Console
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
+    if mode == "batch":
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        with Bar(*columns, console=Console(stderr=True)) as bar:
+            label = f"1 POST of {questions} questions, timeout {timeout_s:.0f} s"
+            task = bar.add_task(label, total=timeout_s)
+            yield lambda _done, _total, seconds: bar.update(task, completed=min(seconds, timeout_s))
+            bar.update(task, description=label.replace("1 POST", "answered: 1 POST"))
+        return
     workers = clients(mode, concurrency)
     with Bar(console=Console(stderr=True)) as bar:
         task = bar.add_task("sequential" if workers == 1 else f"{workers} clients", total=None)

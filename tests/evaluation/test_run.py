@@ -210,6 +210,17 @@ def test_main_runs_reports_errors_and_exit_codes(fake: FakeServer, tmp_path: Pat
     assert all(set(r) == FIELDS for r in rows)
 
 
+def test_batch_mode_shows_progress_against_the_timeout(
+    fake: FakeServer, tmp_path: Path, capsys
+) -> None:
+    questions = qa_file(tmp_path, ["a", "b", "c"])
+    argv = ["--endpoint", fake.url, "--questions", str(questions), "--timeout", "90"]
+    assert main(argv) == 0  # `GET /` says batch: one POST
+    captured = capsys.readouterr()
+    assert "1 POST of 3 questions, timeout 90 s" in captured.err
+    assert "accuracy_grader" in captured.out
+
+
 def test_health_and_not_ready(fake: FakeServer, capsys) -> None:
     assert main(["--health", "--endpoint", fake.url]) == 0
     assert '"batch"' in capsys.readouterr().out
