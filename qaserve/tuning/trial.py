@@ -80,10 +80,12 @@ def run_trial(
         return _done(result, started, "invalid", invalid)
     port = _port(cfg, phase)
     server = sp.start_server(env, log_path, port=port, append_log=True)
+    log.info("server starting on %s (log %s)", server.url, log_path)
     try:
         phase("starting", server.record())
         try:
             result.startup_s = round(server.wait_ready(cfg.startup_timeout), 1)
+            log.info("server ready after %.1f s", result.startup_s)
         except sp.ServerStartTimeout as exc:
             return _done(result, started, "start_timeout", f"{exc}; log tail:\n{exc.log_tail}")
         except sp.ServerStartError as exc:
@@ -111,7 +113,10 @@ def _evaluate(
     result: TrialResult, server: Any, qas: list[QA], cfg: TuneConfig, records_path: Path | None
 ) -> None:
     tokenizer = _tokenizer_dir(result.server.get("model_dir"))
-    for i in range(cfg.warmup_runs + cfg.eval_runs):
+    total = cfg.warmup_runs + cfg.eval_runs
+    for i in range(total):
+        kind = "warm-up" if i < cfg.warmup_runs else "measured"
+        log.info("evaluation %d/%d (%s): %d questions ...", i + 1, total, kind, len(qas))
         records, summary = evaluate(
             qas,
             endpoint=server.url,
@@ -130,6 +135,7 @@ def _evaluate(
                 result.error += f"; log tail:\n{server.log_tail()}"
             return
         if i < cfg.warmup_runs:
+            log.info("warm-up evaluation done: %.1f chars/s", summary.chars_per_s)
             continue
         if records_path is not None and not result.runs:
             write_jsonl(records, records_path, overwrite=True)
