@@ -152,14 +152,15 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     )
     parser.add_argument(
         "--host",
-        default=env.get("WEBUI_HOST", "127.0.0.1"),
-        help="interface to bind (env WEBUI_HOST; default %(default)s: this machine only)",
+        default=env.get("WEBUI_HOST") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+        help="interface to bind (env WEBUI_HOST, or Gradio's GRADIO_SERVER_NAME; default "
+        "%(default)s: this machine only)",
     )
     parser.add_argument(
         "--port",
         type=int,
-        default=env.get("WEBUI_PORT", "7860"),
-        help="port (env WEBUI_PORT; default %(default)s)",
+        default=env.get("WEBUI_PORT") or env.get("GRADIO_SERVER_PORT") or "7860",
+        help="port (env WEBUI_PORT, or Gradio's GRADIO_SERVER_PORT; default %(default)s)",
     )
     parser.add_argument(
         "--log-level",

@@ -16,6 +16,7 @@ import pytest
 from qaserve.questions import QA
 from qaserve.server.metrics import Metrics
 from qaserve.webui import api
+from qaserve.webui.app import read_options
 from qaserve.webui.batch import run_batch, summary_markdown, table_rows
 from qaserve.webui.chat import add_question, answer, without_last_answer
 from qaserve.webui.stats import figure_rows, parse_metrics, request_rows
@@ -303,3 +304,12 @@ def test_app_builds_without_a_server(tmp_path: Path) -> None:
     app = build_app("http://127.0.0.1:9")
     labels = {getattr(block, "label", None) for block in app.blocks.values()}
     assert {"System prompt", "Question set", "Conversation"} <= labels
+
+
+def test_console_takes_gradios_own_variables_as_fallbacks() -> None:
+    gradio = {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7870"}
+    args = read_options([], gradio)
+    assert (args.host, args.port) == ("0.0.0.0", 7870)
+    ours = read_options([], {**gradio, "WEBUI_HOST": "127.0.0.1", "WEBUI_PORT": "7861"})
+    assert (ours.host, ours.port) == ("127.0.0.1", 7861)  # our names win
+    assert read_options(["--port", "7999"], gradio).port == 7999  # flags win
