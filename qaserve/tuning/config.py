@@ -160,17 +160,20 @@ class TuneConfig(BaseSettings):
 
 
 def predecessor_values(env: Mapping[str, str], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Field values from the predecessor's TUNE_SMTP_SSL/NO_STARTTLS, heartbeat seconds and
-    port-busy retries (a field given by its own variable or flag is left alone)."""
+    """Field values from the predecessor's TUNE_SMTP_SSL/NO_STARTTLS (else STARTTLS on port 587,
+    variable or flag), heartbeat seconds and port-busy retries (a field given by its own
+    variable or flag is left alone)."""
     env = {k.upper(): v for k, v in env.items() if v.strip()}
     mine = {k.upper() for k in given} | set(env)
+    flag_port = next((v for k, v in given.items() if k.upper() == "SMTP_PORT"), None)
+    port = flag_port or env.get("TUNE_SMTP_PORT", env.get("SMTP_PORT"))
     out: dict[str, Any] = {}
     if "SMTP_SECURITY" not in mine:
         if env.get("TUNE_SMTP_SSL", "0") not in ("0", "false"):
             out["SMTP_SECURITY"] = "ssl"
         elif env.get("TUNE_SMTP_NO_STARTTLS", "0") not in ("0", "false"):
             out["SMTP_SECURITY"] = "none"
-        elif env.get("TUNE_SMTP_PORT", env.get("SMTP_PORT")) == "587":  # its default: STARTTLS
+        elif str(port) == "587":  # its default: STARTTLS
             out["SMTP_SECURITY"] = "starttls"
     seconds = env.get("TUNE_HEARTBEAT_INTERVAL_S") or env.get("HEARTBEAT_INTERVAL_S")
     if seconds and "TUNE_HEARTBEAT_MINUTES" not in mine:

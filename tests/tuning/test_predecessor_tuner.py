@@ -1,5 +1,6 @@
-"""The predecessor tuner's secrets file, variables and flat search-space file work here, and
-the console takes its API_BASE_URL and WEBUI_SHARE (issue 20).
+"""The predecessor tuner's secrets file, variables, flags and flat search-space file work here
+(or its flags are refused, naming what replaced them), and the console takes its API_BASE_URL
+and WEBUI_SHARE (issue 20).
 
     pytest tests/tuning/test_predecessor_tuner.py -q
 """
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from qaserve.tuning.config import env_names, load_config, predecessor_warnings
+from qaserve.paths import REPO_ROOT
+from qaserve.tuning.cli import PREDECESSOR_FLAGS, build_parser
+from qaserve.tuning.config import TuneConfig, env_names, load_config, predecessor_warnings
 from qaserve.tuning.space import load_space
 from qaserve.webui.app import launch_options, read_options
 
@@ -107,3 +110,124 @@ def test_console_reads_api_base_url_and_webui_share() -> None:
     assert args.server_url == "http://10.0.0.5:8000" and args.share is True
     assert read_options([], {}).share is False
     assert launch_options("127.0.0.1", 7860, None, args.share)["share"] is True
+
+
+# its auto_tune.py flags, as PREDECESSOR.md section 6 lists them
+ITS_FLAGS = [
+    "--repo", "--port", "--eval_runs", "--startup_timeout", "--eval_timeout", "--cooldown",
+    "--accuracy_threshold", "--results", "--best", "--server_log_dir", "--status_file",
+    "--heartbeat_trials", "--heartbeat_interval_s", "--port_busy_retries", "--port_busy_wait_s",
+    "--port_busy_kill", "--notify_trial_done", "--notify_trial_done_every", "--smtp_host",
+    "--smtp_port", "--smtp_user", "--smtp_pass", "--smtp_from", "--smtp_to", "--smtp_no_starttls",
+    "--smtp_ssl", "--email_kinds", "--webhook_url", "--feishu_secret", "--webhook_kind",
+    "--skip_existing", "--dry_run", "--selftest", "--selftest_notify", "--search_space_file",
+]  # fmt: skip
+
+
+def parsed(*argv: str) -> tuple[TuneConfig, bool]:
+    """(settings, --check) of an auto_tune.py command line."""
+    args = build_parser().parse_args(list(argv))
+    return load_config(args), args.check
+
+
+def test_every_predecessor_flag_is_read_or_refused() -> None:
+    assert set(ITS_FLAGS) <= set(build_parser()._option_string_actions)
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Coming from the predecessor") :]
+    assert [f for f in ITS_FLAGS if f"`{f}" not in section] == []
+
+
+def test_predecessor_command_line_parses_to_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg, check = parsed(
+        "--repo", str(REPO_ROOT), "--port", "8000", "--eval_runs", "5", "--startup_timeout", "240",
+        "--eval_timeout", "420", "--accuracy_threshold", "0.88", "--heartbeat_interval_s", "1800",
+        "--port_busy_retries", "3", "--port_busy_wait_s", "20", "--port_busy_kill",
+        "--smtp_host", "smtp.163.com", "--smtp_port", "465", "--smtp_user", "me@163.com",
+        "--smtp_from", "me@163.com", "--smtp_to", "me@163.com,you@163.com", "--smtp_ssl",
+        "--webhook_kind", "feishu", "--search_space_file", "space.json", "--skip_existing",
+    )  # fmt: skip
+    assert not check
+    assert (cfg.port, cfg.eval_runs, cfg.startup_timeout, cfg.eval_timeout) == (8000, 5, 240, 420)
+    assert (cfg.acc, cfg.heartbeat_minutes, cfg.port_wait, cfg.kill_port_owner) == (
+        0.88, 30.0, 60.0, True,
+    )  # fmt: skip
+    assert (cfg.smtp_host, cfg.smtp_port, cfg.smtp_security) == ("smtp.163.com", 465, "ssl")
+    assert (cfg.smtp_user, cfg.mail_from) == ("me@163.com", "me@163.com")
+    assert cfg.mail_to == ["me@163.com", "you@163.com"]
+    assert str(cfg.search_space_file) == "space.json"
+    assert parsed("--dry_run")[1] is True  # its dry run: ours checks the inputs, runs nothing
+    assert parsed("--port_busy_kill", "0")[0].kill_port_owner is False
+    monkeypatch.setenv("TUNE_PORT_BUSY_RETRIES", "2")  # its variable times its flag
+    assert parsed("--port_busy_wait_s", "15")[0].port_wait == 30.0
+    assert parsed("--port_busy_wait_s", "15", "--port-wait", "5")[0].port_wait == 5.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "security"),
+    [
+        (["--smtp_no_starttls"], "none"),
+        (["--smtp_no_starttls", "--smtp_ssl"], "ssl"),
+        (["--smtp_port", "587"], "starttls"),  # its default was STARTTLS
+        (["--smtp_ssl", "--smtp-security", "starttls"], "starttls"),  # ours wins
+        ([], "ssl"),
+    ],
+)
+def test_predecessor_smtp_security_flags(argv: list[str], security: str) -> None:
+    assert parsed(*argv)[0].smtp_security == security
+
+
+def test_our_flag_wins_over_its_spelling() -> None:
+    assert parsed("--accuracy_threshold", "0.5", "--acc", "0.3")[0].acc == 0.3
+    assert (
+        parsed("--heartbeat-minutes", "5", "--heartbeat_interval_s", "60")[0].heartbeat_minutes == 5
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "replacement"),
+    [
+        (["--results", "r.jsonl"], "tune_out/<study>/ (--out-dir, --study)"),
+        (["--best", "b.json"], "best_params.json"),
+        (["--status_file", "s.json"], "tune_status.json"),
+        (["--server_log_dir", "logs"], "tune_server_logs/"),
+        (["--cooldown", "1.0"], "--stop-timeout"),
+        (["--heartbeat_trials", "10"], "--heartbeat-minutes"),
+        (["--notify_trial_done"], "new bests, failures, heartbeats"),
+        (["--notify_trial_done_every", "5"], "no note per trial"),
+        (["--email_kinds", "best,done"], "every note the webhook gets"),
+        (["--smtp_pass", "pw"], "SMTP_PASSWORD or TUNE_SMTP_PASS"),
+        (["--webhook_url", "https://x/hook"], "FEISHU_WEBHOOK or LARK_WEBHOOK or TUNE_WEBHOOK_URL"),
+        (["--feishu_secret", "s"], "FEISHU_SECRET or LARK_SECRET or TUNE_FEISHU_SECRET"),
+        (["--selftest"], "python -m qaserve.tuning.notify"),
+        (["--selftest_notify"], "python -m qaserve.tuning.notify"),
+        (["--webhook_kind", "generic"], "only Feishu/Lark"),
+        (["--repo", "/elsewhere"], "run auto_tune.py or auto_tune.sh from the checkout"),
+        (["--eval_runs", "3", "--results", "r.jsonl", "--acc", "x"], "tune_results.jsonl"),
+    ],
+)
+def test_refused_flag_exits_2_naming_its_replacement(
+    argv: list[str], replacement: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flag = next(a for a in argv if a in PREDECESSOR_FLAGS)
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1  # one line, no usage block
+    assert err.startswith(f"auto_tune.py: {flag} ") and replacement in err
+
+
+def test_auto_tune_sh_takes_predecessor_flags(tmp_path: Path, questions_file: Path) -> None:
+    out = tmp_path / "out"
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        cmd = ["bash", str(REPO_ROOT / "auto_tune.sh"), *argv, "--out_dir", str(out)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    done = run("--skip_existing", "--dry_run", "--accuracy_threshold", "0.4",
+               "--questions", str(questions_file))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "'acc': 0.4" in done.stdout and not out.exists()  # nothing ran
+    refused = run("--results", "tune_results.jsonl")
+    assert refused.returncode == 2 and "--out-dir" in refused.stderr
