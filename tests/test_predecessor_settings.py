@@ -15,17 +15,15 @@ from qaserve.answering.budget import BudgetRules, budget_for
 from qaserve.answering.cleanup import shorten
 from qaserve.engines.vllm import speculative_config
 from qaserve.modeltools.files import fit_draft
-from qaserve.settings import (
+from qaserve.predecessor import (
     GONE,
     PREDECESSOR_SYSTEM_PROMPT,
     RENAMED,
-    Settings,
-    SettingsError,
     environment_warnings,
     known_names,
-    load_settings,
     metax_present,
 )
+from qaserve.settings import Settings, SettingsError, environ, load_settings
 
 # the predecessor's env_force.sh values (PREDECESSOR.md section 3), MODEL_ID aside
 PREDECESSOR_ENV = {
@@ -66,9 +64,15 @@ PREDECESSOR_ENV = {
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    known = known_names(Settings.model_fields)
     for name in list(os.environ):
-        if name.upper() in known_names() or name.lower() in Settings.model_fields:
+        if name.upper() in known or name.lower() in Settings.model_fields:
             monkeypatch.delenv(name)
+
+
+def start_warnings(env: dict[str, str] | None = None) -> list[str]:
+    """What the server warns at start, for this process's environment or `env`."""
+    return environment_warnings(environ() if env is None else env, Settings.model_fields)
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
@@ -88,7 +92,7 @@ def test_env_force_values_take_effect(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.top_k, s.repetition_penalty, s.dtype) == (1, 1.05, "float16")
     assert s.warmup_num_samples == 7000 and s.engine == "auto"
     assert "load_format" not in s.engine_extra_args  # `auto` is vLLM's own default
-    warnings = environment_warnings()
+    warnings = start_warnings()
     assert warnings == [
         "MAX_NEW_TOKENS_CODE_HARD=192 has no effect here: there is no separate hard-code "
         "route; code questions get MAX_NEW_TOKENS_CODE_SOFT=96",
@@ -105,15 +109,13 @@ def test_renamed_variables_set_our_field(monkeypatch: pytest.MonkeyPatch, name: 
     expected = Settings.model_fields[field].annotation
     got = getattr(load_settings(), field)
     assert str(got) in (value, "True"), (name, field, got, expected)
-    assert environment_warnings() == []
+    assert start_warnings() == []
 
 
 def test_our_name_wins_and_the_conflict_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, VLLM_MAX_NUM_SEQS="1024", MAX_NUM_SEQS="64")
     assert load_settings().max_num_seqs == 64
-    assert environment_warnings() == [
-        "VLLM_MAX_NUM_SEQS=1024 ignored: MAX_NUM_SEQS=64 is set and wins"
-    ]
+    assert start_warnings() == ["VLLM_MAX_NUM_SEQS=1024 ignored: MAX_NUM_SEQS=64 is set and wins"]
 
 
 def test_flags_beat_predecessor_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,7 +140,7 @@ def test_max_new_tokens_with_routing_is_the_short_budget_there(
     rules = BudgetRules.from_settings(s)
     assert budget_for("什么是warp？", rules) == 64
     assert budget_for("请写出CUDA向量加法的代码", rules) == 96
-    (warning,) = environment_warnings()
+    (warning,) = start_warnings()
     assert warning.startswith("MAX_NEW_TOKENS=64 is read as the predecessor meant it")
 
 
@@ -146,7 +148,7 @@ def test_max_new_tokens_alone_keeps_our_meaning(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MAX_NEW_TOKENS", "64")
     s = load_settings()
     assert (s.max_new_tokens, s.short_max_new_tokens) == (64, 128)
-    assert environment_warnings() == []
+    assert start_warnings() == []
 
 
 def test_translated_switches(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +202,7 @@ def test_stop_strings_json_still_works_and_commas_split(monkeypatch: pytest.Monk
 
 def test_gone_variables_warn_once_each(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, SERVE_VLLM_ENGINE="v1", HARD_CODE_MIN_HITS="1", LONG_ANSWER_MIN_HITS="2")
-    warnings = environment_warnings()
+    warnings = start_warnings()
     assert len(warnings) == 2
     assert warnings[0].startswith("SERVE_VLLM_ENGINE=v1 has no effect here")
     assert warnings[1].startswith("LONG_ANSWER_MIN_HITS=2 has no effect here")
@@ -220,13 +222,13 @@ def test_a_near_miss_names_the_closest_name(
     monkeypatch: pytest.MonkeyPatch, typo: str, meant: str
 ) -> None:
     monkeypatch.setenv(typo, "1")
-    assert environment_warnings() == [f"{typo} is not a setting: did you mean {meant}?"]
+    assert start_warnings() == [f"{typo} is not a setting: did you mean {meant}?"]
 
 
 def test_unrelated_variables_are_not_near_misses() -> None:
     env = {n: "x" for n in ("PATH", "HOME", "HOSTNAME", "LANG", "TERM", "PYTHONPATH", "SHELL")}
     env |= {"VIRTUAL_ENV": "x", "LOGNAME": "x", "HF_HOME": "x", "CUDA_HOME": "x", "USER": "x"}
-    assert environment_warnings(env) == []
+    assert start_warnings(env) == []
 
 
 def test_spec_method_draft_and_ngram_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,9 +267,9 @@ def test_metax_nodes_set_its_memory_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DEVICE_DIR", str(tmp_path))
-    assert not metax_present() and load_settings().gpu_memory_utilization == 0.9
+    assert not metax_present(tmp_path) and load_settings().gpu_memory_utilization == 0.9
     (tmp_path / "mxcd").touch()  # a stand-in device node
-    assert metax_present() and load_settings().gpu_memory_utilization == 0.60
+    assert metax_present(tmp_path) and load_settings().gpu_memory_utilization == 0.60
     monkeypatch.setenv("GPU_MEMORY_UTILIZATION", "0.8")
     assert load_settings().gpu_memory_utilization == 0.8
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from qaserve.engines.base import EngineInfo, GenParams, GenResult
 from qaserve.engines.replicas import engine_replicas
-from qaserve.settings import metax_present
+from qaserve.predecessor import metax_present
 
 if TYPE_CHECKING:
     from qaserve.settings import Settings
@@ -151,11 +151,12 @@ def _start(
     on. Returns the engines and a note for /info ("" when all started)."""
     share = settings.gpu_memory_utilization / replicas
     kwargs["gpu_memory_utilization"] = share
+    metax = metax_present(settings.device_dir)
     engines: list[Any] = []
     try:
         for i in range(replicas):
             if i == 0:  # the first start finds what this vLLM needs; the others reuse it
-                engines.append(start_with_retries(engine_cls, args_cls, kwargs, metax_present()))
+                engines.append(start_with_retries(engine_cls, args_cls, kwargs, metax))
             else:
                 engines.append(engine_cls.from_engine_args(args_cls(**kwargs)))
     except Exception as exc:
@@ -246,7 +247,7 @@ def _first_line(exc: BaseException) -> str:
 BLANK_DEVICE_VARS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "VLLM_DEVICE")
 
 
-def prepare_vendor_env(environ: Any = None, metax: bool | None = None) -> None:
+def prepare_vendor_env(environ: Any = None, *, metax: bool) -> None:
     """Before vLLM is imported: drop device variables cloud runtimes inject blank ("Device
     string must not be empty"); on MetaX its vLLM's V1 engine, elsewhere no stray vendor
     plugin (the MetaX image's vllm_metax plugin on an NVIDIA host)."""
@@ -254,7 +255,7 @@ def prepare_vendor_env(environ: Any = None, metax: bool | None = None) -> None:
     for name in BLANK_DEVICE_VARS:
         if name in env and not env[name].strip():
             del env[name]
-    if metax_present() if metax is None else metax:
+    if metax:
         env.setdefault("VLLM_USE_V1", "1")
     elif _has_metax_plugin():
         env.setdefault("VLLM_PLUGINS", "")
@@ -322,7 +323,7 @@ class VllmEngine:
     def load(
         cls, settings: Settings, model_dir: Path, stop_token_ids: list[int], tokenizer: Any = None
     ) -> VllmEngine:
-        prepare_vendor_env()
+        prepare_vendor_env(metax=metax_present(settings.device_dir))
         import vllm
 
         _prepare_platform()

@@ -34,6 +34,7 @@ from qaserve.modeltools.files import (
     resolve_model_dir,
 )
 from qaserve.modeltools.smoke import SMOKE_MARKER
+from qaserve.predecessor import environment_warnings
 from qaserve.server.errors import BodyLimit, error_response, install_error_handlers
 from qaserve.server.metrics import RequestMetrics
 from qaserve.server.openai import router
@@ -44,7 +45,7 @@ from qaserve.server.schemas import (
     error_responses,
 )
 from qaserve.server.state import AppState, engine_alive, ready_service, unless_client_leaves
-from qaserve.settings import Settings, environment_warnings, get_settings
+from qaserve.settings import Settings, environ, get_settings
 
 log = logging.getLogger(__name__)
 EngineFactory = Callable[[Settings, Path, Any], Engine]
@@ -94,7 +95,8 @@ async def _start(state: AppState, engine_factory: EngineFactory) -> None:
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     log.info("settings (non-default): %s", state.settings.non_defaults())
-    for line in environment_warnings():  # predecessor names not honoured as they were, typos
+    # predecessor names not honoured as they were, typos
+    for line in environment_warnings(environ(), Settings.model_fields):
         log.warning("%s", line)
     try:  # seconds, before the engine spends a minute failing on it with an obscure error
         state.model_dir = resolve_model_dir(state.settings)

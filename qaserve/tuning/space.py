@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from qaserve.paths import REPO_ROOT
-from qaserve.settings import RENAMED, Settings
+from qaserve.predecessor import RENAMED
+from qaserve.settings import Settings
 from qaserve.settings_doc import env_value
 
 UNTUNABLE = {"host", "port"}  # the tuner picks the port; the server binds to loopback

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from qaserve.engines.vllm import prepare_vendor_env, start_with_retries
-from qaserve.settings import metax_present
+from qaserve.predecessor import metax_present
 
 
 class Args:
