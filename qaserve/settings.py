@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AliasChoices,
     Field,
     SecretStr,
@@ -33,6 +32,14 @@ from pydantic_settings import (
 from pydantic_settings import SettingsError as SourceError
 
 from qaserve.predecessor import PRESETS, Computed, platform_defaults, predecessor_values
+from qaserve.sampling import (
+    Penalty,
+    RepetitionPenalty,
+    StopString,
+    Temperature,
+    TopK,
+    TopP,
+)
 
 # the default of SYSTEM_PROMPT, and what the bundled demo model was trained with
 DEFAULT_SYSTEM_PROMPT = (
@@ -65,26 +72,6 @@ TYPED_ENGINE_ARGS = {
     "tensor_parallel_size": "TENSOR_PARALLEL_SIZE",
     "data_parallel_size": "DATA_PARALLEL_SIZE",
 }
-
-
-# Valid sampling values, as vLLM checks them (SamplingParams._verify_args; 0.32 is the strictest
-# release we run: temperature at most 2). One home: the settings, the request schemas and the
-# console use these, so nothing the engine would refuse is accepted.
-TEMPERATURE_MAX = 2.0
-Temperature = Annotated[float, Field(ge=0, le=TEMPERATURE_MAX, allow_inf_nan=False)]
-TopP = Annotated[float, Field(gt=0, le=1)]
-TopK = Annotated[int, Field(ge=0)]
-RepetitionPenalty = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Penalty = Annotated[float, Field(ge=-2, le=2)]  # frequency and presence penalties
-
-
-def _non_empty_stop(value: str) -> str:
-    if not value:
-        raise ValueError("stop cannot contain an empty string (vLLM refuses it)")
-    return value
-
-
-StopString = Annotated[str, AfterValidator(_non_empty_stop)]
 
 
 class SettingsError(ValueError):

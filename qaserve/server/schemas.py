@@ -6,8 +6,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from qaserve.server.errors import ERROR_TYPES
-from qaserve.settings import (
+from qaserve.sampling import (
     Penalty,
     RepetitionPenalty,
     StopString,
@@ -15,6 +14,7 @@ from qaserve.settings import (
     TopK,
     TopP,
 )
+from qaserve.server.errors import ERROR_TYPES
 
 
 def encodable(text: str) -> str:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from qaserve.settings import TEMPERATURE_MAX
+from qaserve.sampling import TEMPERATURE_MAX
 from qaserve.webui.api import (
     GENERATION_FIELDS,
     ConsoleError,
