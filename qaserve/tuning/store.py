@@ -70,10 +70,19 @@ def threshold(acc: float, acc_drop: float | None, reference_acc: float | None) -
     return max(acc, reference_acc - acc_drop)
 
 
+def interrupted(trial: Any) -> bool:
+    """Stopped or killed during its run: marked so when it started (a kill runs no code), or
+    ended by the next run's recovery without any result (killed before it was marked)."""
+    attrs = trial.user_attrs
+    if "interrupted" in attrs:
+        return bool(attrs["interrupted"])
+    return bool(trial.state.name == "FAIL" and "result" not in attrs)
+
+
 def is_counted(trial: Any) -> bool:
     """Finished trials count toward N_TRIALS; interrupted ones (killed, stopped) do not."""
     name = trial.state.name
-    return name == "COMPLETE" or (name == "FAIL" and not trial.user_attrs.get("interrupted"))
+    return name == "COMPLETE" or (name == "FAIL" and not interrupted(trial))
 
 
 def find_twin(finished: list[Any], params: dict[str, Any]) -> Any:
@@ -81,7 +90,7 @@ def find_twin(finished: list[Any], params: dict[str, Any]) -> Any:
     reused instead of starting a server again. Interrupted trials and the reference don't count."""
     for trial in finished:
         attrs = trial.user_attrs
-        if trial.params == params and not attrs.get("reference") and not attrs.get("interrupted"):
+        if trial.params == params and not attrs.get("reference") and not interrupted(trial):
             return trial
     return None
 
@@ -94,13 +103,13 @@ def trial_row(study: str, trial: Any, acc_threshold: float) -> dict[str, Any]:
     ok = trial.state.name == "COMPLETE"
     accuracy = metrics.get("accuracy_grader")
     error = result.get("error") or attrs.get("error")
-    if trial.state.name == "FAIL" and attrs.get("interrupted"):
+    if trial.state.name == "FAIL" and interrupted(trial):
         error = error or "interrupted (the tuner was stopped or killed during this trial)"
     return {
         "study": study,
         "trial": trial.number,
         "state": trial.state.name,
-        "kind": "interrupted" if attrs.get("interrupted") else result.get("kind"),
+        "kind": "interrupted" if interrupted(trial) else result.get("kind"),
         "reference": bool(attrs.get("reference")),
         "retry_of": attrs.get("retry_of"),
         "duplicate_of": attrs.get("duplicate_of"),

@@ -199,16 +199,16 @@ class Tuner:
             stopped = stop_recorded(leftover, self.cfg.stop_timeout)
             if stopped:
                 self.progress(f"stopped a leftover server of the last run: pids {stopped}")
-        storage = self.study._storage
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            # Optuna's public API: a trial left running by a killed tuner is ended by its number
+            # (it was marked "interrupted" when it started; see _objective)
+            self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             self.progress(f"trial {t.number} was interrupted: marked failed, will run again")
         trials = self.study.get_trials(deepcopy=False)
         retried = {t.user_attrs.get("retry_of") for t in trials}
         for t in trials:
             attempt = int(t.user_attrs.get("attempt", 1))
-            again = t.user_attrs.get("interrupted") and t.number not in retried
+            again = store.interrupted(t) and t.number not in retried
             if again and attempt < MAX_ATTEMPTS:
                 attrs = {
                     "retry_of": t.number,
@@ -262,11 +262,17 @@ class Tuner:
         )
         env = trial_env(self.base_env, self.space.env, overrides)
         records = self.paths.records / f"trial-{trial.number:04d}.jsonl"
+        # interrupted until it ends: a kill (no code runs then), a stop (Ctrl-C) or a busy port
+        # leave it marked so, and it runs again; any other failure is the trial's own
+        trial.set_user_attr("interrupted", True)
         try:
             result = run_trial(env, self.qas, self.cfg, log_path, records, self._on_phase)
-        except (KeyboardInterrupt, PortBusy):
-            trial.set_user_attr("interrupted", True)
+        except PortBusy:
             raise
+        except Exception:
+            trial.set_user_attr("interrupted", False)
+            raise
+        trial.set_user_attr("interrupted", False)
         trial.set_user_attr("result", result.as_dict())
         return self._score(trial, result, reference)
 

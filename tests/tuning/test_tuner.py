@@ -14,7 +14,9 @@ from typing import Any
 import optuna
 import pytest
 
+from qaserve.paths import REPO_ROOT
 from qaserve.questions import QA
+from qaserve.tuning import store
 from qaserve.tuning import tuner as tuning
 from qaserve.tuning.config import TuneConfig, load_config
 from qaserve.tuning.notify import Notifier
@@ -154,7 +156,7 @@ def test_resume_after_kill(tmp_path: Path, monkeypatch: Any) -> None:
     assert tuner(cfg, runner, FakeChannel(), monkeypatch).run() == 0
     trials = load(cfg).get_trials()
     assert {t.number: (t.value, t.datetime_complete) for t in trials[:2]} == before
-    assert trials[2].state.name == "FAIL" and trials[2].user_attrs["interrupted"]
+    assert trials[2].state.name == "FAIL" and store.interrupted(trials[2])
     assert trials[3].user_attrs["retry_of"] == 2 and trials[3].params == trials[2].params
     assert trials[3].state.name == "COMPLETE" and len(runner.calls) == 1
     rows = read_jsonl(paths.results)
@@ -218,3 +220,12 @@ def test_secrets_stay_out_of_servers_and_files(tmp_path: Path, monkeypatch: Any)
         if path.is_file() and path.suffix in (".json", ".jsonl", ".env", ".md", ".log"):
             text = path.read_text(encoding="utf-8")
             assert not any(value in text for value in secrets.values()), path
+
+
+def test_only_optunas_public_api() -> None:
+    """The tuner works with any Optuna its sets allow: no private attributes of studies or
+    trials (`study._storage`, `trial._trial_id`, ...)."""
+    for path in (REPO_ROOT / "qaserve" / "tuning").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for private in ("._storage", "._trial_id", "._study_id", "optuna._"):
+            assert private not in text, f"{path.name} uses {private}"
