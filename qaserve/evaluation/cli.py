@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "print what it answers once, then evaluate",
     )
     add("--sleep", type=float, default=0.0, metavar="S", help="pause between sequential requests")
+    add(
+        "--runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="ask the same questions N times: chars/s as median and range over the runs "
+        "(accuracy, records and report from the first) (1)",
+    )
     add("--wait", type=float, metavar="S", help="wait for readiness first (60; --health: 0)")
     add("--timeout", type=float, default=360.0, metavar="S", help="per-request timeout (360)")
     add("--max_n", type=int, metavar="N", help="ask at most N questions (all sets; 0: all)")
@@ -217,18 +225,26 @@ def main(argv: list[str] | None = None) -> int:
     if tokenizer is None and has_tokenizer(served):
         tokenizer = served  # the server's own model, on this machine
     mode = resolve_mode(args.endpoint, "batch" if args.batch else args.mode)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     with _progress_bar(mode, args.concurrency, len(qas), args.timeout) as bar:
-        records, summary = evaluate(
-            qas,
-            endpoint=args.endpoint,
-            mode=mode,
-            concurrency=args.concurrency,
-            timeout_s=args.timeout,
-            tokenizer_dir=tokenizer,
-            strip_q_suffix=args.strip_q_suffix,
-            progress=bar,
-            sleep_s=args.sleep,
-        )
+        runs = [
+            evaluate(
+                qas,
+                endpoint=args.endpoint,
+                mode=mode,
+                concurrency=args.concurrency,
+                timeout_s=args.timeout,
+                tokenizer_dir=tokenizer,
+                strip_q_suffix=args.strip_q_suffix,
+                progress=bar,
+                sleep_s=args.sleep,
+            )
+            for _ in range(args.runs)
+        ]
+    records, summary = runs[0]
+    if args.runs > 1:
+        summary = summary.with_speeds([s.chars_per_s or 0.0 for _, s in runs])
     if args.save_jsonl:  # the report takes both: `... report X.jsonl --summary X.summary.json`
         write_jsonl(records, args.save_jsonl, overwrite=args.overwrite_jsonl)
         summary.write(args.save_jsonl.with_suffix(".summary.json"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ def accuracies(records: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"accuracy_{metric}"] = mean(scores)
         out[f"accuracy_{metric}_lo"], out[f"accuracy_{metric}_hi"] = bootstrap_interval(scores)
     return out
+
+
+REPEAT_FIELDS = ("runs", "chars_per_s_median", "chars_per_s_min", "chars_per_s_max")
 
 
 @dataclass
@@ -66,6 +70,12 @@ class RunSummary:
     wall_chars_per_s: float | None = None
     concurrency: int | None = None
     sets: dict[str, int] | None = None
+    # with `eval_local.py --runs N`: the same questions N times, chars/s over them (the
+    # accuracy is the first run's); left out of the file and tables for one run
+    runs: int | None = None
+    chars_per_s_median: float | None = None
+    chars_per_s_min: float | None = None
+    chars_per_s_max: float | None = None
     others: dict[str, Any] = field(default_factory=dict)  # keys of another version's file
 
     @classmethod
@@ -127,9 +137,22 @@ class RunSummary:
         return None if low is None or high is None else (low, high)
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object of summary.json: the fields in order, then the unknown keys."""
+        """The JSON object of summary.json: the fields in order (the repeat figures only when
+        there were repeats), then the unknown keys."""
         names = [f.name for f in dataclasses.fields(self) if f.name != "others"]
+        if self.runs is None:
+            names = [n for n in names if n not in REPEAT_FIELDS]
         return {**{name: getattr(self, name) for name in names}, **self.others}
+
+    def with_speeds(self, chars_per_s: list[float]) -> RunSummary:
+        """This (the first run's) summary with the speed of every run: median, lowest, highest."""
+        return dataclasses.replace(
+            self,
+            runs=len(chars_per_s),
+            chars_per_s_median=statistics.median(chars_per_s),
+            chars_per_s_min=min(chars_per_s),
+            chars_per_s_max=max(chars_per_s),
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:

@@ -221,6 +221,23 @@ def test_batch_mode_shows_progress_against_the_timeout(
     assert "accuracy_grader" in captured.out
 
 
+def test_runs_give_the_speed_spread(fake: FakeServer, tmp_path: Path, capsys) -> None:
+    questions = qa_file(tmp_path, ["a", "b", "c"])
+    out = tmp_path / "r.jsonl"
+    argv = ["--endpoint", fake.url, "--questions", str(questions), "--save-jsonl", str(out)]
+    assert main([*argv, "--runs", "3"]) == 0
+    assert len(fake.posts) == 3  # batch mode: one POST per run
+    saved = json.loads(out.with_suffix(".summary.json").read_text("utf-8"))
+    assert saved["runs"] == 3
+    assert saved["chars_per_s_min"] <= saved["chars_per_s_median"] <= saved["chars_per_s_max"]
+    assert len(out.read_text("utf-8").splitlines()) == 3  # the first run's records
+    assert "chars_per_s_median" in capsys.readouterr().out
+    assert main([*argv, "--overwrite-jsonl"]) == 0  # one run: no repeat fields
+    assert "runs" not in json.loads(out.with_suffix(".summary.json").read_text("utf-8"))
+    with pytest.raises(SystemExit):
+        main([*argv, "--overwrite-jsonl", "--runs", "0"])
+
+
 def test_health_and_not_ready(fake: FakeServer, capsys) -> None:
     assert main(["--health", "--endpoint", fake.url]) == 0
     assert '"batch"' in capsys.readouterr().out
