@@ -6,6 +6,9 @@
 #                                                 # defaults (CPU per process, py-spy)
 #   bash bench/device_round2.sh levers COMMIT     # each lever off (GC_FREEZE, DEDUPE_QUESTIONS,
 #                                                 # 1 replica), then the dummy workload
+#   bash bench/device_round2.sh lease1|lease2 COMMIT  # a 30-minute lease in two calls: the
+#                                                 # model, baseline, defaults, 3 then 4 replicas,
+#                                                 # the dummy workload
 #   bash bench/device_round2.sh replicas COMMIT   # realistic workload: 3 and 4 replicas; the
 #                                                 # step curve with and without detokenization
 # $OUT gets PHASE.jsonl (bench rows; finish them here with bench/ratios.py) and PHASE.tgz
@@ -69,6 +72,25 @@ case $phase in
     served defaults $n $reps --questions $q --questions $dup --cpu
     [ $SECONDS -lt 400 ] && served gc-freeze-0 $n $reps --questions $q --env GC_FREEZE=0
     ;;
+  lease1)  # a 30-minute lease, first call: the model, its baseline, the defaults, 3 replicas
+    bash bench/device_model.sh || exit 1
+    python3 bench/train_realistic.py --config-dir /tmp/q05 --out $real --seconds "${TRAIN_S:-150}" \
+      2>&1 | grep -vi warn | tail -n 12
+    cp $real/train_summary.json "$out/"
+    workload=realistic model=$real
+    offline vllm-defaults $real $q $n $reps
+    served defaults $n $reps --questions $q --questions $dup --cpu
+    [ $SECONDS -lt 430 ] && served replicas-3 $n $reps --questions $q --env ENGINE_REPLICAS=3 --cpu
+    ;;
+  lease2)  # second call on the same machine: 4 replicas beside the defaults, the dummy workload
+    workload=realistic model=$real
+    served replicas-4 $n $reps --questions $q --env ENGINE_REPLICAS=4 --cpu
+    served defaults-again $n $reps --questions $q
+    workload=dummy model=/tmp/q05
+    offline vllm-defaults /tmp/q05 .bench/questions.json 358,2048 3 "$dummy"
+    [ $SECONDS -lt 450 ] && served defaults 358,2048 3 --questions .bench/questions.json \
+      --env "$dummy" --cpu
+    ;;
   dummy)  # the dummy workload alone: offline defaults vs the server's defaults
     workload=dummy model=/tmp/q05
     offline vllm-defaults /tmp/q05 .bench/questions.json 358,2048 3 "$dummy"
@@ -85,7 +107,7 @@ case $phase in
       --questions .bench/questions.json --sizes '' --step-curve 1,16,64,179,358 --commit "$commit" \
       --results "$out/$phase.jsonl" 2>&1 | grep -E "^step curve|Error" | tail -12
     ;;
-  *) echo "phase: train | levers | replicas" >&2; exit 2 ;;
+  *) echo "phase: train | short | levers | dummy | replicas | lease1 | lease2" >&2; exit 2 ;;
 esac
 tar -czf "$out/$phase.tgz" -C "$work" .
 ls -la "$out"
