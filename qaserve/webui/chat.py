@@ -90,8 +90,21 @@ def stopped(stats: str) -> str:
 
 
 def control_values(info: dict[str, Any] | None) -> list[Any]:
+    """The controls at the server's settings; the token slider ends at the server's context."""
+    import gradio as gr
+
     defaults = generation_defaults(info or {})
-    return [defaults[name] for name in CONTROL_NAMES]
+    values: list[Any] = [defaults[name] for name in CONTROL_NAMES]
+    limit = token_limit(info or {})
+    index = CONTROL_NAMES.index("max_new_tokens")
+    values[index] = gr.update(value=min(values[index], limit), maximum=limit)
+    return values
+
+
+def token_limit(info: dict[str, Any]) -> int:
+    """The most tokens an answer can have on this server: its context (prompt room aside)."""
+    context = info.get("max_model_len")
+    return context if isinstance(context, int) and context > 1 else SLIDERS["max_new_tokens"][2]
 
 
 def build_chat_tab(url: Any, info: Any) -> list[Any]:

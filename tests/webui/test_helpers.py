@@ -18,7 +18,13 @@ from qaserve.server.metrics import Metrics
 from qaserve.webui import api
 from qaserve.webui.app import read_options
 from qaserve.webui.batch import run_batch, summary_markdown, table_rows
-from qaserve.webui.chat import add_question, answer, without_last_answer
+from qaserve.webui.chat import (
+    CONTROL_NAMES,
+    add_question,
+    answer,
+    control_values,
+    without_last_answer,
+)
 from qaserve.webui.stats import figure_rows, parse_metrics, request_rows
 from tests.support.fake_grader import serve_fake
 from tests.support.harness import REPO
@@ -144,6 +150,16 @@ def test_generation_defaults_follow_the_servers_settings() -> None:
     rows = api.settings_rows(info)
     assert {r[0] for r in rows[:3]} == {"temperature", "max_new_tokens", "model_dir"}
     assert all(r[2] == "set" for r in rows[:3]) and all(r[2] == "" for r in rows[3:])
+
+
+def test_the_token_slider_ends_at_the_servers_context() -> None:
+    index = CONTROL_NAMES.index("max_new_tokens")
+    small = control_values({"max_model_len": 2048, "settings": {"max_new_tokens": 4000}})[index]
+    assert small["maximum"] == 2048 and small["value"] == 2048
+    large = control_values({"max_model_len": 32768})[index]
+    assert large["maximum"] == 32768 and large["value"] == 512
+    unknown = control_values({})[index]  # no /info yet: the slider's own range
+    assert unknown["maximum"] == 4096
 
 
 # --- chat ----------------------------------------------------------------------------------
