@@ -170,6 +170,28 @@ def test_without_any_torch_source_setup_stops_fast_and_says_how_to_fix_it(tmp_pa
     assert venv_state(REPO / ".venv") == real_before
 
 
+@pytest.mark.slow
+def test_quant_setup_on_a_cpu_machine_never_takes_pypis_cuda_torch(tmp_path: Path) -> None:
+    """setup_quant.sh takes torch's CPU build where setup.sh does; with no source of it, it stops
+    with setup.sh's fixes instead of downloading PyPI's CUDA build."""
+    for name in ("scripts/setup_quant.sh", "scripts/torch_cpu.sh", "requirements/cpu.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((REPO / name).read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "requirements" / "quant.txt").write_text("six\n", encoding="utf-8")
+    bin_dir = fake_nvidia_smi(tmp_path / "bin", works=False)
+    env = base_env(bin_dir, PIP_CONFIG_FILE=os.devnull, TORCH_INDEX_URL=UNREACHABLE)
+    for name in _PIP_SOURCES:
+        env.pop(name, None)
+    done = run(["bash", str(tmp_path / "scripts" / "setup_quant.sh")], env, timeout=180)
+
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"cannot get torch {TORCH_CPU}" in done.stderr
+    assert "quantize_awq.py needs on a CPU machine" in done.stderr
+    assert "pre-install torch" in done.stderr and ".venv-quant/bin/pip install" in done.stderr
+    check = run([str(tmp_path / ".venv-quant" / "bin" / "python"), "-c", "import torch"], env)
+    assert check.returncode != 0
+
+
 @pytest.mark.skipif(
     not local_torch_wheel(), reason=f"no local torch-{TORCH_CPU} wheel in pip's config"
 )
