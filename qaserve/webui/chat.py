@@ -104,7 +104,9 @@ def control_values(info: dict[str, Any] | None) -> list[Any]:
 def token_limit(info: dict[str, Any]) -> int:
     """The most tokens an answer can have on this server: its context (prompt room aside)."""
     context = info.get("max_model_len")
-    return context if isinstance(context, int) and context > 1 else int(SLIDERS["max_new_tokens"][2])
+    return (
+        context if isinstance(context, int) and context > 1 else int(SLIDERS["max_new_tokens"][2])
+    )
 
 
 def build_chat_tab(url: Any, info: Any) -> list[Any]:
