@@ -332,7 +332,7 @@ def _translate_engine_args(
         elif arg == "tokenizer_pool_size" and value.isdigit():
             passed[arg] = int(value)
         elif arg == "compilation_config":
-            try:  # the engine start retries the other spellings (engines/vllm.py)
+            try:  # the engine start retries the other spellings (engines/vllm_start.py)
                 passed[arg] = json.loads(value)
             except json.JSONDecodeError:
                 passed[arg] = value

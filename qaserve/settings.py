@@ -16,62 +16,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AliasChoices,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from qaserve.defaults import (
+    DEFAULT_CODE_PATTERN,
+    DEFAULT_LONG_PATTERN,
+    DEFAULT_SYSTEM_PROMPT,
+    TYPED_ENGINE_ARGS,
+    json_value,
+    shown_value,
+)
 from qaserve.predecessor import PRESETS, Computed, platform_defaults, predecessor_values
-from qaserve.sampling import (
-    Penalty,
-    RepetitionPenalty,
-    StopString,
-    Temperature,
-    TopK,
-    TopP,
-)
-
-# the default of SYSTEM_PROMPT, and what the bundled demo model was trained with
-DEFAULT_SYSTEM_PROMPT = (
-    "你是《Programming Massively Parallel Processors》课程的助教。"
-    "请用中文简洁准确地回答问题，保留关键的英文术语、函数名、代码标识符和数字。"
-)
-DEFAULT_CODE_PATTERN = r"代码|编写|写出|写一个|实现|伪代码|\bcode\b|implement|\bwrite\b"
-DEFAULT_LONG_PATTERN = (
-    r"详细|解释|说明|比较|区别|为什么|原理|步骤|过程|分析|优缺点|explain|compare|why"
-)
-
-
-# vLLM engine arguments that a typed setting already owns: ENGINE_EXTRA_ARGS may not set them,
-# or the engine would run with one value while the server plans with another
-TYPED_ENGINE_ARGS = {
-    "model": "MODEL_DIR",
-    "tokenizer": "MODEL_DIR",
-    "dtype": "DTYPE",
-    "seed": "SEED",
-    "gpu_memory_utilization": "GPU_MEMORY_UTILIZATION",
-    "max_model_len": "MAX_MODEL_LEN",
-    "max_num_seqs": "MAX_NUM_SEQS",
-    "max_num_batched_tokens": "MAX_NUM_BATCHED_TOKENS",
-    "enable_prefix_caching": "ENABLE_PREFIX_CACHING",
-    "quantization": "VLLM_QUANTIZATION",
-    "kv_cache_dtype": "VLLM_KV_CACHE_DTYPE",
-    "enforce_eager": "ENFORCE_EAGER",
-    "async_scheduling": "ASYNC_SCHEDULING",
-    "speculative_config": "ENABLE_SPECULATIVE_DECODING and SPEC_*",
-    "tensor_parallel_size": "TENSOR_PARALLEL_SIZE",
-    "data_parallel_size": "DATA_PARALLEL_SIZE",
-}
+from qaserve.sampling import Penalty, RepetitionPenalty, StopString, Temperature, TopK, TopP
 
 
 class SettingsError(ValueError):
@@ -329,7 +287,7 @@ class Settings(BaseSettings):
     @field_validator("engine_extra_args", mode="before")
     @classmethod
     def _json_object(cls, value: Any) -> Any:
-        value = _json(value, {})
+        value = json_value(value, {})
         if not isinstance(value, dict):
             raise ValueError('must be a JSON object, e.g. {"load_format": "dummy"}')
         owned = [
@@ -347,7 +305,7 @@ class Settings(BaseSettings):
         # a JSON list, or the predecessor's comma list: `<|im_end|>,<|endoftext|>`
         if isinstance(value, str) and not value.strip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
-        value = _json(value, [])
+        value = json_value(value, [])
         if not isinstance(value, list):
             raise ValueError('must be a JSON list of strings, e.g. ["###"], or a comma list')
         return value
@@ -393,33 +351,14 @@ class Settings(BaseSettings):
         """Fields whose value differs from the default, secrets masked (for logs and /info)."""
         defaults = Settings.model_construct()
         return {
-            name: _shown(getattr(self, name))
+            name: shown_value(getattr(self, name))
             for name in type(self).model_fields
             if getattr(self, name) != getattr(defaults, name)
         }
 
     def shown(self) -> dict[str, Any]:
         """Every field, secrets masked."""
-        return {name: _shown(getattr(self, name)) for name in type(self).model_fields}
-
-
-def _json(value: Any, empty: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    if not value.strip():
-        return empty
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-
-
-def _shown(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return "***"
-    if isinstance(value, Path):
-        return str(value)
-    return value
+        return {name: shown_value(getattr(self, name)) for name in type(self).model_fields}
 
 
 def environ() -> dict[str, str]:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from qaserve.answering.prompts import PromptBuilder
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 from qaserve.questions import QA, jsonl_rows, load_questions
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 
 log = logging.getLogger(__name__)
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"

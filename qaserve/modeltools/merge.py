@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from qaserve.answering.prompts import PromptBuilder
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 from qaserve.modeltools.sources import SourceError, add_predecessor_flags, resolve_predecessor_args
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 
 log = logging.getLogger(__name__)
 

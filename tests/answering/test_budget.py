@@ -10,7 +10,8 @@ import dataclasses
 import pytest
 
 from qaserve.answering.budget import BudgetRules, budget_for, question_kind
-from qaserve.settings import DEFAULT_CODE_PATTERN, DEFAULT_LONG_PATTERN, load_settings
+from qaserve.defaults import DEFAULT_CODE_PATTERN, DEFAULT_LONG_PATTERN
+from qaserve.settings import load_settings
 
 
 @pytest.fixture

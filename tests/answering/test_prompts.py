@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from qaserve.answering.prompts import ELLIPSIS, Prompt, PromptBuilder
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 
 SYSTEM = DEFAULT_SYSTEM_PROMPT
 QWEN_SPECIAL = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}

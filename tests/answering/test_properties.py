@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from qaserve.answering.budget import BudgetRules, budget_for, question_kind
 from qaserve.answering.prompts import PromptBuilder
 from qaserve.answering.service import QAService
+from qaserve.defaults import DEFAULT_CODE_PATTERN, DEFAULT_LONG_PATTERN
 from qaserve.evaluation.scoring import grader_rouge_l
 from qaserve.server.metrics import Metrics
-from qaserve.settings import DEFAULT_CODE_PATTERN, DEFAULT_LONG_PATTERN, load_settings
+from qaserve.settings import load_settings
 from tests.support.fake_engine import FAIL_MARKER, FakeEngine, clear_settings_env
 
 FAST = settings(max_examples=200, deadline=None, database=None)

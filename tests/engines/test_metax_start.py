@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from qaserve.engines.vllm import prepare_vendor_env, start_with_retries
+from qaserve.engines.vllm_start import prepare_vendor_env, start_with_retries
 from qaserve.predecessor import metax_present
 
 

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from qaserve.answering.prompts import PromptBuilder
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 from qaserve.engines import GenParams, GenResult, stop_token_ids
 from qaserve.engines.hf import HfEngine
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT, Settings, load_settings
+from qaserve.settings import Settings, load_settings
 
 pytestmark = pytest.mark.engine
 

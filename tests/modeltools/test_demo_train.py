@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from qaserve.answering.prompts import PromptBuilder
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 from qaserve.modeltools.demo import (
     DEMO_MARKER,
     IGNORE,
@@ -22,7 +23,6 @@ from qaserve.modeltools.demo import (
     train,
 )
 from qaserve.modeltools.files import DEMO_MODEL_DIR, is_model_dir
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 
 TINY = TrainConfig(
     hidden=64,

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT, load_settings
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
+from qaserve.settings import load_settings
 from tests.support.fake_engine import FakeEngine, assert_error
 
 QUESTION = "什么是warp？"

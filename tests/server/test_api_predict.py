@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 from tests.support.fake_engine import (
     SHARED_SETTINGS,
     ClientFactory,

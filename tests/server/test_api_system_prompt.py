@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 from tests.support.fake_engine import ClientFactory, assert_error
 
 TOKEN = "tok-Zq81-admin"

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 from qaserve.evaluation.scoring import cjk_rouge_l, grader_rouge_l
 from qaserve.server.process import free_port
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 from tests.support.console import start_console
 from tests.support.fake_grader import serve_fake
 from tests.support.harness import Server

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qaserve.answering.prompts import PromptBuilder
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 
 log = logging.getLogger(__name__)
 TEXT_ROW = "_text_row"  # marks a message made from a {"text": ...} row

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from qaserve.defaults import DEFAULT_SYSTEM_PROMPT
 from qaserve.modeltools.quant.calibration import CalibrationError, calibration_samples, stats
 from qaserve.modeltools.quant.cli import main
-from qaserve.settings import DEFAULT_SYSTEM_PROMPT
 
 QUESTIONS = ["什么是warp？", "Explain memory coalescing.", "共享内存有什么用？", "What is tiling?"]
 
