@@ -62,7 +62,8 @@ case $phase in
     offline vllm-defaults /tmp/q05 .bench/questions.json 358,2048 3 "$dummy"
     served defaults 358,2048 3 --questions .bench/questions.json --env "$dummy" --cpu
     ;;
-  short)  # a short lease: the model, its baseline, the defaults, GC_FREEZE off while time lasts
+  short | lease1)  # a short lease: the model, its baseline, the defaults, then while time
+    # lasts GC_FREEZE off (short) or 3 replicas (lease1, the first of a 30-minute lease's calls)
     bash bench/device_model.sh || exit 1
     python3 bench/train_realistic.py --config-dir /tmp/q05 --out $real --seconds "${TRAIN_S:-150}" \
       2>&1 | grep -vi warn | tail -n 12
@@ -70,17 +71,11 @@ case $phase in
     workload=realistic model=$real
     offline vllm-defaults $real $q $n $reps
     served defaults $n $reps --questions $q --questions $dup --cpu
-    [ $SECONDS -lt 400 ] && served gc-freeze-0 $n $reps --questions $q --env GC_FREEZE=0
-    ;;
-  lease1)  # a 30-minute lease, first call: the model, its baseline, the defaults, 3 replicas
-    bash bench/device_model.sh || exit 1
-    python3 bench/train_realistic.py --config-dir /tmp/q05 --out $real --seconds "${TRAIN_S:-150}" \
-      2>&1 | grep -vi warn | tail -n 12
-    cp $real/train_summary.json "$out/"
-    workload=realistic model=$real
-    offline vllm-defaults $real $q $n $reps
-    served defaults $n $reps --questions $q --questions $dup --cpu
-    [ $SECONDS -lt 430 ] && served replicas-3 $n $reps --questions $q --env ENGINE_REPLICAS=3 --cpu
+    if [ "$phase" = short ]; then
+      [ $SECONDS -lt 400 ] && served gc-freeze-0 $n $reps --questions $q --env GC_FREEZE=0
+    else
+      [ $SECONDS -lt 430 ] && served replicas-3 $n $reps --questions $q --env ENGINE_REPLICAS=3 --cpu
+    fi
     ;;
   lease2)  # second call on the same machine: 4 replicas beside the defaults, the dummy workload
     workload=realistic model=$real
